@@ -1,0 +1,52 @@
+"""samplerlab: compare text-generation decoding methods on KerasHub GPT-2.
+
+Plugins implement the hooks in :mod:`samplerlab.hookspecs` and mark their
+implementations with :data:`hookimpl`::
+
+    import samplerlab
+
+    @samplerlab.hookimpl
+    def register_samplers(register):
+        register("my_sampler", make_my_sampler, description="...")
+"""
+
+from __future__ import annotations
+
+import os
+
+# Keras reads KERAS_BACKEND at import time; samplerlab is built on JAX unless the user
+# chose otherwise. TensorFlow (pulled in by KerasHub's tokenizers) is silenced unless asked.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import pluggy  # noqa: E402
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("samplerlab")
+
+__all__ = ["__version__", "hookimpl", "load_spec", "run", "load_samples"]
+
+
+def load_spec(source, overrides=None, plugins=None):
+    """Load and validate an experiment spec (a path, YAML text or a dict). See :mod:`samplerlab.spec`."""
+    from samplerlab.spec import load_spec as _load
+
+    return _load(source, overrides=overrides, plugins=plugins)
+
+
+def run(spec, **kwargs):
+    """Run a spec (a path or a loaded spec) and return the :class:`samplerlab.runner.RunResult`."""
+    from samplerlab.runner import run_spec
+
+    if not hasattr(spec, "cells"):
+        spec = load_spec(spec)
+    return run_spec(spec, **kwargs)
+
+
+def load_samples(run_dir):
+    """The samples of a finished run as a pandas DataFrame."""
+    from samplerlab.results import load_samples as _load
+
+    return _load(run_dir)

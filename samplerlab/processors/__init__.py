@@ -1,0 +1,8 @@
+"""Built-in processors, registered through the same hook a third-party plugin uses."""
+
+from samplerlab import hookimpl
+
+
+@hookimpl
+def register_processors(register):
+    pass

@@ -1,0 +1,188 @@
+"""The results directory: ``results/<name>/<run-id>/``, written so finished work is never lost.
+
+Each finished cell is written atomically (write to a temporary file, fsync, rename) as
+``cells/<cell-id>.jsonl`` (its samples) and ``cells/<cell-id>.json`` (status, timing,
+metrics); ``samples.jsonl`` and ``manifest.json`` are then rebuilt from those, again
+atomically. A run killed at any moment therefore loses at most the cell in flight, and
+``samplerlab run --resume RUN_DIR`` runs only the cells without a record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from samplerlab.errors import UserInputError
+
+MANIFEST = "manifest.json"
+SPEC = "spec.yaml"
+SAMPLES = "samples.jsonl"
+CELLS = "cells"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def safe_run_dir(root: Path, name: str, run_id: str) -> Path:
+    """``root/name/run_id``, refusing anything that would land outside ``root``."""
+    root = root.resolve()
+    target = (root / name / run_id).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise UserInputError(f"run directory '{name}/{run_id}' would escape the results root "
+                             f"'{root}'", field="output")
+    return target
+
+
+def default_run_id() -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("samplerlab", "keras", "keras-hub", "jax", "jaxlib", "tensorflow",
+                 "tensorflow-text"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=5, check=False).stdout
+    return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
+
+
+class RunDir:
+    """One run's directory and its manifest."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = {}
+
+    # -- creation & opening ------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, *, spec_yaml: str, manifest: dict[str, Any]) -> RunDir:
+        if path.exists() and any(path.iterdir()):
+            raise UserInputError(f"run directory '{path}' already exists and is not empty "
+                                 "(choose another output.run_id or use --resume)")
+        run = cls(path)
+        (path / CELLS).mkdir(parents=True, exist_ok=True)
+        atomic_write(path / SPEC, spec_yaml)
+        run.manifest = manifest
+        run.save_manifest()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        path = Path(path)
+        if not (path / MANIFEST).is_file() or not (path / SPEC).is_file():
+            raise UserInputError(f"'{path}' is not a samplerlab run directory (no {MANIFEST} "
+                                 f"and {SPEC})")
+        run = cls(path)
+        try:
+            run.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UserInputError(f"{path / MANIFEST} is not valid JSON: {exc}") from None
+        return run
+
+    # -- cells -------------------------------------------------------------------
+    def cell_record(self, cell_id: str) -> dict[str, Any] | None:
+        p = self.path / CELLS / f"{cell_id}.json"
+        if not p.is_file():
+            return None
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def finished_cells(self) -> set[str]:
+        """Cells that have a complete record (done or failed)."""
+        return {p.stem for p in (self.path / CELLS).glob("*.json")
+                if not p.name.startswith(".")}
+
+    def write_cell(self, cell_id: str, samples: list[dict[str, Any]],
+                   record: dict[str, Any]) -> None:
+        """Persist one cell: samples first, then the record that marks it finished."""
+        atomic_write(self.path / CELLS / f"{cell_id}.jsonl",
+                     "".join(_json(s) + "\n" for s in samples))
+        atomic_write(self.path / CELLS / f"{cell_id}.json", _json(record))
+        self.update_cell_status(cell_id, record)
+        self.rebuild_samples()
+
+    def update_cell_status(self, cell_id: str, record: dict[str, Any]) -> None:
+        for cell in self.manifest.get("cells", []):
+            if cell["id"] == cell_id:
+                cell.update({k: record.get(k) for k in ("status", "error", "timing",
+                                                         "num_samples")})
+        self.save_manifest()
+
+    def cell_samples(self, cell_id: str) -> list[dict[str, Any]]:
+        p = self.path / CELLS / f"{cell_id}.jsonl"
+        if not p.is_file():
+            return []
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line]
+
+    def rebuild_samples(self) -> None:
+        parts = []
+        for cell in self.manifest.get("cells", []):
+            p = self.path / CELLS / f"{cell['id']}.jsonl"
+            if p.is_file() and cell.get("status") == "done":
+                parts.append(p.read_text(encoding="utf-8"))
+        atomic_write(self.path / SAMPLES, "".join(parts))
+
+    # -- manifest ----------------------------------------------------------------
+    def save_manifest(self) -> None:
+        atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2,
+                                                      ensure_ascii=False, default=str))
+
+    def set_status(self, status: str, **extra: Any) -> None:
+        self.manifest["status"] = status
+        self.manifest.update(extra)
+        self.save_manifest()
+
+
+def load_samples(run_dir: str | Path):
+    """``samples.jsonl`` of a run as a pandas DataFrame (one row per generation)."""
+    import pandas as pd
+
+    path = Path(run_dir) / SAMPLES
+    if not path.is_file():
+        raise UserInputError(f"no {SAMPLES} in '{run_dir}'")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return pd.DataFrame(rows)

@@ -1,0 +1,71 @@
+"""Factories for KerasHub's six samplers, with their parameters typed and range-checked.
+
+The annotations are the validation: samplerlab checks a spec's parameters against them
+(without importing Keras) before any model loads, and ``samplerlab samplers`` shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+Temperature = Annotated[float, Field(gt=0, description="softmax temperature, > 0")]
+Seed = int | None
+
+
+def greedy():
+    """Pick the most probable token at every step (deterministic)."""
+    import keras_hub
+
+    return keras_hub.samplers.GreedySampler()
+
+
+def top_k(k: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0,
+          seed: Seed = None):
+    """Sample from the k most probable tokens (Fan et al. 2018)."""
+    import keras_hub
+
+    return keras_hub.samplers.TopKSampler(k=k, temperature=temperature, seed=seed)
+
+
+def top_p(p: Annotated[float, Field(gt=0, le=1)] = 0.1,
+          k: Annotated[int, Field(ge=1)] | None = None,
+          temperature: Temperature = 1.0, seed: Seed = None):
+    """Nucleus sampling: sample from the smallest set whose mass reaches p (Holtzman et al. 2020)."""
+    import keras_hub
+
+    return keras_hub.samplers.TopPSampler(p=p, k=k, temperature=temperature, seed=seed)
+
+
+def random(temperature: Temperature = 1.0, seed: Seed = None):
+    """Sample from the full softmax distribution (ancestral sampling)."""
+    import keras_hub
+
+    return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
+
+
+def beam(num_beams: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0):
+    """Beam search keeping num_beams hypotheses; returns the most probable beam."""
+    import keras_hub
+
+    return keras_hub.samplers.BeamSampler(num_beams=num_beams, temperature=temperature)
+
+
+def contrastive(k: Annotated[int, Field(ge=1)] = 5,
+                alpha: Annotated[float, Field(ge=0, le=1)] = 0.5,
+                temperature: Temperature = 1.0):
+    """Contrastive search: confidence minus alpha x degeneration penalty (Su et al. 2022)."""
+    import keras_hub
+
+    return keras_hub.samplers.ContrastiveSampler(k=k, alpha=alpha, temperature=temperature)
+
+
+BUILTIN_SAMPLERS = {
+    "greedy": greedy,
+    "top_k": top_k,
+    "top_p": top_p,
+    "random": random,
+    "beam": beam,
+    "contrastive": contrastive,
+}

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny real-KerasHub GPT-2 preset on disk, and spec writing helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_preset(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer GPT-2 (real GPT-2 vocabulary) saved with save_to_preset."""
+    from samplerlab.models import build_tiny_causal_lm, save_preset
+
+    path = tmp_path_factory.mktemp("presets") / "tiny"
+    return save_preset(build_tiny_causal_lm(seed=0), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_preset):
+    """The tiny preset loaded through the same from_preset path users hit."""
+    from samplerlab.models import load_model
+
+    return load_model(str(tiny_preset), sequence_length=64)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    """Each test starts from the built-in and installed plugins only."""
+    from samplerlab.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec (dict or YAML text) to a file and return its path."""
+
+    def write(content, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def base_spec(tiny_preset) -> dict:
+    """A small valid spec on the tiny preset; tests copy and change it."""
+    return {
+        "name": "unit",
+        "seed": 7,
+        "model": {"preset": str(tiny_preset), "sequence_length": 64},
+        "prompts": ["I like basketball", "My trip to Yosemite was"],
+        "generation": {"max_length": 16, "samples_per_prompt": 1, "batch_size": 2},
+        "samplers": ["greedy"],
+        "metrics": ["rep_n"],
+    }
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared not present at {SHARED}; skipping tests that need it")
+    return SHARED

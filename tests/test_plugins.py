@@ -1,0 +1,151 @@
+"""The plugin contract: hooks, entry points, --plugin files, warnings that name the plugin."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import textwrap
+import warnings
+
+import pytest
+
+import samplerlab
+from samplerlab.cli import main
+from samplerlab.errors import PluginWarning, UserInputError
+from samplerlab.plugins import get_plugin_manager, registry
+
+PLUGIN_SOURCE = '''
+import keras_hub
+import samplerlab
+
+
+def make_first_token(token_id: int = 0):
+    """Always emits one fixed token (a test double)."""
+
+    class FixedSampler(keras_hub.samplers.Sampler):
+        def get_next_token(self, probabilities):
+            import keras
+            return keras.ops.full(keras.ops.shape(probabilities)[:1], token_id, "int32")
+
+    return FixedSampler()
+
+
+@samplerlab.hookimpl
+def register_samplers(register):
+    register("fixed_token", make_first_token, description="always the same token")
+'''
+
+
+@pytest.fixture
+def plugin_file(tmp_path):
+    path = tmp_path / "fixed_plugin.py"
+    path.write_text(textwrap.dedent(PLUGIN_SOURCE))
+    return path
+
+
+def test_builtins_register_through_the_public_hook():
+    entries = registry("samplers")
+    assert {"greedy", "top_k", "top_p", "random", "beam", "contrastive"} <= set(entries)
+    assert {entries[n].plugin for n in ("greedy", "top_k")} == {"samplerlab.samplers"}
+
+
+def test_hookimpl_is_a_pluggy_marker_for_samplerlab():
+    assert samplerlab.hookimpl.project_name == "samplerlab"
+
+
+def test_a_plugin_file_adds_a_sampler_listed_by_the_cli(plugin_file, capsys):
+    assert main(["samplers", "--plugin", str(plugin_file)]) == 0
+    out = capsys.readouterr().out
+    assert "fixed_token" in out and "fixed_plugin" in out and "token_id" in out
+
+
+def test_parameters_of_a_plugin_are_validated_from_its_signature(plugin_file):
+    get_plugin_manager().load(str(plugin_file))
+    entry = registry("samplers")["fixed_token"]
+    with pytest.raises(UserInputError, match="unknown parameter 'k'"):
+        entry.validate({"k": 3})
+    with pytest.raises(UserInputError, match="token_id"):
+        entry.validate({"token_id": "x"})
+
+
+def test_a_plugin_listed_in_a_spec_runs(plugin_file, base_spec, tmp_path):
+    spec = {**base_spec, "plugins": [str(plugin_file)],
+            "samplers": [{"name": "fixed_token", "params": {"token_id": 40}}], "metrics": []}
+    result = samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path, progress=False)
+    samples = samplerlab.load_samples(result.run_dir)
+    assert all(ids == [40] * len(ids) and ids for ids in samples["token_ids"])
+
+
+def test_a_name_taken_twice_warns_naming_the_plugin_and_keeps_the_first(tmp_path):
+    path = tmp_path / "clash.py"
+    path.write_text(textwrap.dedent('''
+        import samplerlab
+
+        @samplerlab.hookimpl
+        def register_samplers(register):
+            register("greedy", lambda: None, description="an impostor")
+    '''))
+    get_plugin_manager().load(str(path))
+    with pytest.warns(PluginWarning, match="plugin 'clash' registered sampler 'greedy'"):
+        entries = registry("samplers")
+    assert entries["greedy"].plugin == "samplerlab.samplers"
+
+
+def test_a_plugin_whose_hook_raises_warns_and_the_rest_works(tmp_path):
+    path = tmp_path / "broken_hook.py"
+    path.write_text("import samplerlab\n\n@samplerlab.hookimpl\ndef register_samplers(register):"
+                    "\n    raise RuntimeError('boom')\n")
+    get_plugin_manager().load(str(path))
+    with pytest.warns(PluginWarning, match="broken_hook.*boom"):
+        entries = registry("samplers")
+    assert "top_k" in entries
+
+
+class _BrokenEntryPoint(importlib.metadata.EntryPoint):
+    pass
+
+
+def test_an_entry_point_that_fails_to_import_warns_once_and_the_rest_works(monkeypatch):
+    from samplerlab.plugins import PluginManager, reset_plugin_manager
+
+    broken = importlib.metadata.EntryPoint(name="broken_plugin",
+                                           value="samplerlab_no_such_module_xyz",
+                                           group="samplerlab")
+    real = importlib.metadata.entry_points
+
+    def fake(**kwargs):
+        found = list(real(**kwargs))
+        return [*found, broken] if kwargs.get("group") == "samplerlab" else found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+    reset_plugin_manager()
+    with pytest.warns(PluginWarning, match="plugin 'broken_plugin'.*failed to import") as rec:
+        manager = PluginManager()
+    assert len([w for w in rec if "broken_plugin" in str(w.message)]) == 1
+    assert "greedy" in manager.registry("samplers")
+
+
+def test_the_cli_prints_a_plugin_warning_as_one_line(tmp_path, capsys):
+    path = tmp_path / "clash2.py"
+    path.write_text("import samplerlab\n\n@samplerlab.hookimpl\ndef register_samplers(register):"
+                    "\n    register('top_k', lambda: None)\n")
+    assert main(["samplers", "--plugin", str(path)]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["warning: plugin 'clash2' registered sampler 'top_k', which plugin "
+                   "'samplerlab.samplers' already registered; kept the first"]
+
+
+def test_plugins_command_lists_builtins_and_what_they_provide(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "samplerlab.samplers" in out and "built-in" in out and "greedy" in out
+
+
+def test_a_missing_plugin_module_is_bad_input():
+    with pytest.raises(UserInputError, match="not found"):
+        get_plugin_manager().load("samplerlab_definitely_missing")
+
+
+def test_warnings_do_not_fire_for_a_clean_setup():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        registry("samplers")
