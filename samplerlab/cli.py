@@ -12,7 +12,7 @@ import pkgutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,9 +27,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-OverrideOpt = Annotated[Optional[list[str]], typer.Option(
+OverrideOpt = Annotated[list[str] | None, typer.Option(
     "-o", "--override", help="dotted.key=value override, validated like the spec (repeatable)")]
-PluginOpt = Annotated[Optional[list[str]], typer.Option(
+PluginOpt = Annotated[list[str] | None, typer.Option(
     "--plugin", help="module or .py file to load as a plugin (runs its code; repeatable)")]
 
 
@@ -52,15 +52,17 @@ def _root(
 
 @app.command()
 def run(
-    spec: Annotated[Optional[Path], typer.Argument(help="experiment spec (YAML)")] = None,
+    spec: Annotated[Path | None, typer.Argument(help="experiment spec (YAML)")] = None,
     override: OverrideOpt = None,
     plugin: PluginOpt = None,
-    resume: Annotated[Optional[Path], typer.Option(
+    resume: Annotated[Path | None, typer.Option(
         "--resume", help="finish an interrupted run directory")] = None,
-    results_root: Annotated[Optional[Path], typer.Option(
-        "--results-root", help="where results/<name>/<run-id>/ goes (default: output.root)")] = None,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="run directory name")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="run a very large sweep without asking")] = False,
+    results_root: Annotated[Path | None, typer.Option(
+        "--results-root", help="where results/<name>/<run-id>/ goes (default: output.root)"),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="run directory name")] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="run a very large sweep without asking")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Run every sampler configuration of SPEC and write a results directory."""
@@ -96,7 +98,8 @@ def run(
     _summary(result)
     if result.failed:
         err.print(f"[red]{len(result.failed)} cell(s) failed:[/] {', '.join(result.failed)} "
-                  f"(errors in {result.run_dir / 'manifest.json'})")
+                  f"(errors in {result.run_dir / 'manifest.json'})", soft_wrap=True,
+                  highlight=False)
         raise typer.Exit(1)
 
 
@@ -107,7 +110,7 @@ def _interruptible(fn, where):
         run_dir = where if isinstance(where, Path) else where.get("run_dir")
         if run_dir is not None:
             err.print(f"\n[yellow]interrupted.[/] Finished cells are saved; resume with:\n"
-                      f"  samplerlab run --resume {run_dir}")
+                      f"  samplerlab run --resume {run_dir}", soft_wrap=True, highlight=False)
         else:
             err.print("\n[yellow]interrupted[/] before any cell ran; nothing to resume.")
         raise typer.Exit(130) from None
@@ -186,11 +189,11 @@ def generate(
     preset: Annotated[str, typer.Option("--preset", help="preset name, directory or "
                                         "samplerlab:NAME")] = "samplerlab:tiny-en",
     sampler: Annotated[str, typer.Option("--sampler", help="sampler name")] = "top_k",
-    param: Annotated[Optional[list[str]], typer.Option(
+    param: Annotated[list[str] | None, typer.Option(
         "-p", "--param", help="sampler parameter KEY=VALUE (repeatable)")] = None,
     max_length: Annotated[int, typer.Option("--max-length", min=2)] = 200,
     sequence_length: Annotated[int, typer.Option("--sequence-length", min=2)] = 128,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
     plugin: PluginOpt = None,
 ) -> None:
     """Generate from one prompt with one sampler (the tutorial's one-liner)."""
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="samplerlab", standalone_mode=False)
+        code = app(args=argv, prog_name="samplerlab", standalone_mode=False)
     except SamplerlabError as exc:
         if debug:
             raise
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     except _click_exception() as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _click_exception():

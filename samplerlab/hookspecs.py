@@ -11,19 +11,19 @@ hookspec = pluggy.HookspecMarker("samplerlab")
 
 @hookspec
 def register_samplers(register):
-    """Register sampler factories; ``factory(**params)`` returns a ``keras_hub.samplers.Sampler``."""
+    """Register samplers: ``factory(**params)`` returns a ``keras_hub.samplers.Sampler``."""
 
 
 @hookspec
 def register_metrics(register):
-    """Register metric factories; ``factory(**params)`` returns a ``samplerlab.metrics.Metric``."""
+    """Register metrics: ``factory(**params)`` returns a ``samplerlab.metrics.base.Metric``."""
 
 
 @hookspec
 def register_datasets(register):
-    """Register dataset factories; ``factory(**params)`` returns a ``samplerlab.datasets.TextSource``."""
+    """Register datasets: ``factory(**params)`` returns a ``TextSource``."""
 
 
 @hookspec
 def register_processors(register):
-    """Register logits processors usable in any ``chain`` sampler; ``factory(**params)`` returns a ``samplerlab.processors.Processor``."""
+    """Register logits processors for the ``chain`` sampler: ``factory(**params)`` → a Processor."""

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from samplerlab._quiet import import_tensorflow_quietly
+from samplerlab.compilation import enable_compilation_cache
 from samplerlab.errors import ModelLoadError, UserInputError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -120,6 +122,8 @@ class LoadedModel:
 def load_model(preset: str, sequence_length: int = 128,
                dtype_policy: str | None = None) -> LoadedModel:
     """Load a causal LM and its preprocessor through KerasHub's ``from_preset``."""
+    import_tensorflow_quietly()
+    enable_compilation_cache()
     import keras_hub
 
     path = resolve_preset(preset)
@@ -151,6 +155,7 @@ def _first_line(exc: BaseException) -> str:
 @lru_cache(maxsize=1)
 def gpt2_tokenizer():
     """KerasHub's GPT2Tokenizer on the real GPT-2 vocabulary shipped with samplerlab."""
+    import_tensorflow_quietly()
     import keras_hub
 
     return keras_hub.models.GPT2Tokenizer(vocabulary=str(GPT2_VOCAB_DIR / "encoder.json"),
@@ -162,6 +167,7 @@ def build_tiny_causal_lm(*, tokenizer: Any = None, num_layers: int = 2, num_head
                          max_sequence_length: int = 256, sequence_length: int = 64,
                          seed: int = 0) -> Any:
     """A randomly initialised GPT-2 of real KerasHub classes, small enough for tests."""
+    import_tensorflow_quietly()
     import keras
     import keras_hub
 

@@ -17,9 +17,10 @@ import inspect
 import sys
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 import pydantic

@@ -27,7 +27,7 @@ CELLS = "cells"
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -151,6 +151,13 @@ class RunDir:
                 cell.update({k: record.get(k) for k in ("status", "error", "timing",
                                                          "num_samples")})
         self.save_manifest()
+
+    def sync_from_records(self) -> None:
+        """Trust the cell records over the manifest (a kill can land between the two writes)."""
+        for cell_id in self.finished_cells():
+            record = self.cell_record(cell_id)
+            if record is not None:
+                self.update_cell_status(cell_id, record)
 
     def cell_samples(self, cell_id: str) -> list[dict[str, Any]]:
         p = self.path / CELLS / f"{cell_id}.jsonl"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import statistics
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samplerlab.data import Prompt, resolve_prompts
@@ -76,7 +76,7 @@ def _batches(items: list, size: int) -> list[list]:
 
 
 def reset_sampler_seed(sampler: Any, seed: int) -> None:
-    """Put every KerasHub SeedGenerator of ``sampler`` in the state ``SeedGenerator(seed)`` starts in."""
+    """Put each KerasHub SeedGenerator of ``sampler`` in the state ``SeedGenerator(seed)`` has."""
     for gen in getattr(sampler, "_seed_generators", []):
         gen.state.assign(np.array([seed, 0], dtype=gen.state.dtype))
 
@@ -103,6 +103,27 @@ class CellRunner:
         self.model = model
         self.generation = generation
         self.stop_token_ids = ((model.end_token_id,) if generation.stop_at_end_token else None)
+        self.compile_count = 0
+        self._structure: Any = None
+
+    def install(self, sampler: Any) -> bool:
+        """Put ``sampler`` on the model; return True when that needs a fresh compile.
+
+        A sampler whose ``structure_key()`` equals the previous one's differs only in
+        values that KerasHub passes to the jitted generate function as state (its
+        ``variables``), so the compiled function is kept: a sweep over such values
+        compiles once.
+        """
+        lm = self.model.causal_lm
+        key_fn = getattr(sampler, "structure_key", None)
+        key = key_fn() if callable(key_fn) else None
+        if key is not None and key == self._structure and lm.generate_function is not None:
+            lm.sampler = sampler
+            return False
+        lm.compile(sampler=sampler)
+        self._structure = key
+        self.compile_count += 1
+        return True
 
     def build_sampler(self, cell: Cell, seed: int) -> Any:
         import keras_hub
@@ -135,8 +156,7 @@ class CellRunner:
     def run(self, cell: Cell, prompts: list[Prompt], seed: int,
             on_batch: Any = None) -> CellOutput:
         sampler = self.build_sampler(cell, seed)
-        lm = self.model.causal_lm
-        lm.compile(sampler=sampler)
+        compiled = self.install(sampler)
         items = _work_items(prompts, self.generation.samples_per_prompt)
         size = min(self.generation.batch_size, len(items))
         vocab = self.model.tokenizer.vocabulary_size()
@@ -181,7 +201,7 @@ class CellRunner:
             calls.append({"batch": 0, "seconds": seconds, "generated_tokens":
                           calls[0]["generated_tokens"], "rows": calls[0]["rows"],
                           "repeat": True})
-        return CellOutput(samples, _timing(calls))
+        return CellOutput(samples, {**_timing(calls), "compiled": compiled})
 
     def _call(self, cell: Cell, texts: list[str]):
         try:
@@ -189,6 +209,7 @@ class CellRunner:
         except CellFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - trace/compile/run errors of plugin code
+            self._structure = None  # never reuse a function whose trace failed
             raise CellFailed(f"sampler '{cell.sampler}' failed during generation: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                              ) from exc
@@ -296,6 +317,7 @@ class Runner:
                            self.spec.model.dtype_policy)
         check_prompts(self.loaded, model, prompts)
         model = self._finetune(model, run)
+        run.sync_from_records()
         run.manifest.setdefault("resumed", []).append(now())
         run.set_status("running", finished=None)
         return model, prompts, metrics
@@ -329,6 +351,7 @@ class Runner:
         progress = Progress(*columns, console=self.console, disable=not self.progress,
                             transient=False)
         try:
+            self._cell_runner = cell_runner
             with progress:
                 cells_task = progress.add_task("cells", total=len(self.loaded.cells),
                                                completed=len(self.loaded.cells) - len(todo))
@@ -360,7 +383,8 @@ class Runner:
             record.update(status="failed", error=str(exc), timing=None, num_samples=0,
                           metrics={}, finished=now())
             run.write_cell(cell.id, [], record)
-            self.console.print(f"[red]cell {cell.id} failed:[/] {exc}")
+            self.console.print(f"[red]cell {cell.id} failed:[/] {escape(str(exc))}",
+                               soft_wrap=True, highlight=False)
             return
         record.update(status="done", error=None, timing=output.timing,
                       num_samples=len(output.samples), metrics=scores, finished=now())
@@ -370,14 +394,29 @@ class Runner:
         write_tables(run, self.loaded.cells)
         failed = [c["id"] for c in run.manifest["cells"] if c.get("status") == "failed"]
         status = "failed" if failed else "complete"
+        runner = getattr(self, "_cell_runner", None)
+        if runner is not None:
+            run.manifest["compile_count"] = (run.manifest.get("compile_count") or 0) + \
+                runner.compile_count
         run.set_status(status, finished=now())
-        with contextlib.suppress(ImportError):
-            from samplerlab.plots import draw_plots
-            from samplerlab.report import write_report
-
-            draw_plots(run.path)
-            write_report(run.path)
+        self._draw(run)
         return RunResult(run.path, status, failed)
+
+    def _draw(self, run: RunDir) -> None:
+        """Plots and report; a failure here is reported but never costs the samples."""
+        from samplerlab.plots import draw_plots
+        from samplerlab.report import write_report
+
+        for step in (draw_plots, write_report):
+            try:
+                step(run.path)
+            except Exception as exc:  # noqa: BLE001 - the data is already safe on disk
+                message = f"{step.__name__} failed: {type(exc).__name__}: {exc}"
+                run.manifest.setdefault("notes", []).append(message)
+                run.save_manifest()
+                self.console.print(f"[yellow]warning:[/] {escape(message)} (redo it with "
+                                   f"samplerlab plot {run.path})", soft_wrap=True,
+                                   highlight=False)
 
 
 def write_tables(run: RunDir, cells: list[Cell]) -> None:

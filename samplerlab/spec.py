@@ -59,7 +59,8 @@ class DatasetRef(BaseModel):
     """A dataset: ``source`` names a registered dataset, the other keys are its parameters."""
 
     model_config = ConfigDict(extra="allow")
-    source: str = Field(description="registered dataset name: tfds, chinese_poetry, jsonl, text, inline, ...")
+    source: str = Field(description="registered dataset name: tfds, chinese_poetry, jsonl, "
+                        "text, inline, ...")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -79,11 +80,13 @@ class FinetuneSpec(_Strict):
 
     dataset: DatasetRef
     batch_size: int = Field(32, ge=1)
-    take_batches: int | None = Field(500, ge=1, description="use only the first N batches (the tutorial's take(500))")
+    take_batches: int | None = Field(500, ge=1, description="use only the first N batches "
+                                     "(the tutorial's take(500))")
     epochs: int = Field(1, ge=1)
     optimizer: OptimizerSpec = OptimizerSpec()
     distribution: Literal["none", "data_parallel"] = "none"
-    cache: bool = Field(True, description="reuse a fine-tuned preset with the same key instead of retraining")
+    cache: bool = Field(True, description="reuse a fine-tuned preset with the same key "
+                        "instead of retraining")
 
 
 class PromptsFromDataset(_Strict):
@@ -91,11 +94,13 @@ class PromptsFromDataset(_Strict):
 
     dataset: DatasetRef
     take: int = Field(10, ge=1)
-    prefix_words: int = Field(8, ge=1, description="words (characters for CJK text) kept as the prompt")
+    prefix_words: int = Field(8, ge=1, description="words (characters for CJK text) kept "
+                              "as the prompt")
 
 
 class GenerationSpec(_Strict):
-    max_length: int = Field(64, ge=2, description="total tokens, prompt included (KerasHub's max_length)")
+    max_length: int = Field(64, ge=2, description="total tokens, prompt included "
+                            "(KerasHub's max_length)")
     samples_per_prompt: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per generate() call")
     stop_at_end_token: bool = Field(True, description="stop a sample at the tokenizer's end token")
@@ -150,7 +155,8 @@ class Spec(_Strict):
     prompts: list[str] | PromptsFromDataset
     generation: GenerationSpec = GenerationSpec()
     samplers: list[SamplerSpec] = Field(min_length=1)
-    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name=m) for m in DEFAULT_METRICS])
+    metrics: list[MetricSpec] = Field(
+        default_factory=lambda: [MetricSpec(name=m) for m in DEFAULT_METRICS])
     output: OutputSpec = OutputSpec()
 
     @field_validator("samplers", "metrics", mode="before")
@@ -194,7 +200,7 @@ def _slug(value: Any) -> str:
     text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
     text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
     if len(text) > 24:
-        text = text[:15] + "~" + hashlib.sha1(text.encode()).hexdigest()[:6]
+        text = text[:15] + "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
     return text
 
 
@@ -207,12 +213,13 @@ def expand_cells(samplers: list[SamplerSpec], registry: dict[str, Entry]) -> lis
                 if isinstance(v, list) and not entry.list_valued(k)}
         fixed = {k: v for k, v in spec.params.items() if k not in axes}
         for combo in itertools.product(*axes.values()) if axes else [()]:
-            params = {**fixed, **dict(zip(axes, combo))}
+            params = {**fixed, **dict(zip(axes, combo, strict=False))}
             index = len(cells)
             shown = ", ".join(f"{k}={v}" for k, v in params.items())
             label = spec.label or spec.name
             if axes and spec.label:
-                label += "(" + ", ".join(f"{k}={v}" for k, v in zip(axes, combo)) + ")"
+                swept = zip(axes, combo, strict=True)
+                label += "(" + ", ".join(f"{k}={v}" for k, v in swept) + ")"
             elif not spec.label and shown:
                 label += f"({shown})"
             slug = "-".join(f"{k}={_slug(v)}" for k, v in params.items())
@@ -483,7 +490,7 @@ def _check_entry(loaded: LoadedSpec, kind: str, name: str, params: dict[str, Any
     combos = itertools.product(*axes.values()) if axes else [()]
     for combo in combos:
         try:
-            entry.validate({**params, **dict(zip(axes, combo))})
+            entry.validate({**params, **dict(zip(axes, combo, strict=False))})
         except UserInputError as exc:
             field_loc = loc + ("params",) + tuple((exc.field or "").split(".")[:1])
             raise loaded.error(exc.problem, field_loc) from None

@@ -32,7 +32,7 @@ def top_k(k: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0,
 def top_p(p: Annotated[float, Field(gt=0, le=1)] = 0.1,
           k: Annotated[int, Field(ge=1)] | None = None,
           temperature: Temperature = 1.0, seed: Seed = None):
-    """Nucleus sampling: sample from the smallest set whose mass reaches p (Holtzman et al. 2020)."""
+    """Nucleus sampling: the smallest set of tokens whose mass reaches p (Holtzman et al. 2020)."""
     import keras_hub
 
     return keras_hub.samplers.TopPSampler(p=p, k=k, temperature=temperature, seed=seed)

@@ -1,0 +1,170 @@
+"""Finished work is never lost: SIGKILL + resume, Ctrl-C, failing plugins, identical reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import samplerlab
+from samplerlab.cli import main
+
+
+def _spec(tiny_preset, **extra) -> dict:
+    return {
+        "name": "rel", "seed": 3,
+        "model": {"preset": str(tiny_preset), "sequence_length": 32},
+        "prompts": ["I like basketball", "That Italian restaurant is"],
+        "generation": {"max_length": 14, "samples_per_prompt": 2, "batch_size": 4},
+        "samplers": [{"name": "top_k", "params": {"k": [2, 3, 4, 5, 6, 7]}}],
+        "metrics": ["rep_n"], **extra,
+    }
+
+
+def _samples(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "batch_seconds"} for r in rows]
+
+
+def _start(spec_path: Path, root: Path, run_id: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "samplerlab", "run", str(spec_path),
+                             "--results-root", str(root), "--run-id", run_id, "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_cells(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cells = run_dir / "cells"
+        if cells.is_dir() and len(list(cells.glob("*.json"))) >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"run ended early: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no cell finished in time")
+
+
+@pytest.fixture
+def spec_path(tiny_preset, tmp_path):
+    path = tmp_path / "rel.yaml"
+    path.write_text(yaml.safe_dump(_spec(tiny_preset)))
+    return path
+
+
+def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(spec_path, tmp_path):
+    root = tmp_path / "results"
+    proc = _start(spec_path, root, "killed")
+    _wait_for_cells(root / "rel" / "killed", 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = root / "rel" / "killed"
+    done_before = {p.stem for p in (killed / "cells").glob("*.json")}
+    assert 2 <= len(done_before) < 6
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+
+    assert main(["run", "--resume", str(killed), "-q"]) == 0
+    assert main(["run", str(spec_path), "--results-root", str(root), "--run-id", "clean",
+                 "-q"]) == 0
+    resumed, clean = _samples(killed), _samples(root / "rel" / "clean")
+    assert len(clean) == 6 * 2 * 2
+    assert resumed == clean
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["resumed"]
+
+
+def test_ctrl_c_keeps_finished_cells_marks_the_run_and_exits_130(spec_path, tmp_path):
+    root = tmp_path / "results"
+    proc = _start(spec_path, root, "int")
+    run_dir = root / "rel" / "int"
+    _wait_for_cells(run_dir, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"samplerlab run --resume {run_dir}" in err
+    assert "Traceback" not in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    finished = [c for c in manifest["cells"] if c["status"] == "done"]
+    assert finished and len(_samples(run_dir)) == 4 * len(finished)
+
+
+BAD_PLUGIN = '''
+import keras
+import keras_hub
+import samplerlab
+
+
+class _Raises(keras_hub.samplers.Sampler):
+    def get_next_token(self, probabilities):
+        raise RuntimeError("kaboom at trace time")
+
+
+class _OutOfRange(keras_hub.samplers.Sampler):
+    def get_next_token(self, probabilities):
+        return keras.ops.full(keras.ops.shape(probabilities)[:1], 10**6, "int32")
+
+
+class _NaN(keras_hub.samplers.Sampler):
+    def get_next_token(self, probabilities):
+        nan = keras.ops.full(keras.ops.shape(probabilities)[:1], float("nan"))
+        return keras.ops.cast(nan, "int32") * 0 - 7
+
+
+def _fails_at_construction():
+    raise ValueError("cannot build")
+
+
+@samplerlab.hookimpl
+def register_samplers(register):
+    register("breaks_at_construction", _fails_at_construction)
+    register("breaks_at_trace", _Raises)
+    register("out_of_range", _OutOfRange)
+    register("negative_ids", _NaN)
+'''
+
+
+def test_a_failing_sampler_fails_only_its_own_cell(tiny_preset, tmp_path, capsys):
+    plugin = tmp_path / "bad_samplers.py"
+    plugin.write_text(textwrap.dedent(BAD_PLUGIN))
+    spec = _spec(tiny_preset, plugins=[str(plugin)])
+    spec["samplers"] = ["breaks_at_construction", "greedy", "breaks_at_trace", "out_of_range",
+                        "negative_ids", {"name": "top_k", "params": {"k": 3}}]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code = main(["run", str(path), "--results-root", str(tmp_path / "r"), "--run-id", "x", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    run_dir = tmp_path / "r" / "rel" / "x"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    status = {c["sampler"]: (c["status"], c["error"]) for c in manifest["cells"]}
+    assert status["greedy"] == ("done", None) and status["top_k"] == ("done", None)
+    assert "cannot build" in status["breaks_at_construction"][1]
+    assert "kaboom at trace time" in status["breaks_at_trace"][1]
+    assert "outside [0, 50257)" in status["out_of_range"][1]
+    assert "outside [0, 50257)" in status["negative_ids"][1]
+    assert manifest["status"] == "failed"
+    assert "4 cell(s) failed" in err
+    for cell in ("000-breaks_at_construction", "002-breaks_at_trace"):
+        assert cell in err
+    assert {s["sampler"] for s in _samples(run_dir)} == {"greedy", "top_k"}
+
+
+def test_nothing_is_written_outside_the_results_root(tiny_preset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _spec(tiny_preset)
+    spec["samplers"] = ["greedy"]
+    result = samplerlab.run(samplerlab.load_spec(spec), results_root="results", progress=False)
+    written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {"results"}
+    assert result.run_dir.resolve().is_relative_to((tmp_path / "results").resolve())
