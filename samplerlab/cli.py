@@ -24,8 +24,8 @@ from samplerlab.errors import PluginWarning, SamplerlabError, UserInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compare text-generation decoding methods on KerasHub GPT-2.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 OverrideOpt = Annotated[list[str] | None, typer.Option(
     "-o", "--override", help="dotted.key=value override, validated like the spec (repeatable)")]
@@ -40,14 +40,19 @@ def _load_plugins(plugins: list[str] | None) -> None:
         load_plugin(target)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"samplerlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-    version: Annotated[bool, typer.Option("--version", help="print the version")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
-    if version:
-        out.print(f"samplerlab {__version__}")
-        raise typer.Exit()
+    """Compare text-generation decoding methods on KerasHub GPT-2."""
 
 
 @app.command()
@@ -266,16 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except _click_exception() as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: click's own message, exit 2
+        if hasattr(exc, "show"):
+            exc.show()
+        return getattr(exc, "exit_code", 2)
     return code if isinstance(code, int) else 0
-
-
-def _click_exception():
-    import click
-
-    return click.ClickException
 
 
 if __name__ == "__main__":

@@ -142,6 +142,13 @@ class OutputSpec(_Strict):
         return v
 
 
+def _bare_names(v: Any) -> Any:
+    """``greedy`` is short for ``{name: greedy}``."""
+    if isinstance(v, list):
+        return [{"name": x} if isinstance(x, str) else x for x in v]
+    return v
+
+
 class Spec(_Strict):
     """A samplerlab experiment."""
 
@@ -159,12 +166,15 @@ class Spec(_Strict):
         default_factory=lambda: [MetricSpec(name=m) for m in DEFAULT_METRICS])
     output: OutputSpec = OutputSpec()
 
-    @field_validator("samplers", "metrics", mode="before")
+    @field_validator("samplers", mode="before", json_schema_input_type=list[str | SamplerSpec])
     @classmethod
-    def _bare_names(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"name": x} if isinstance(x, str) else x for x in v]
-        return v
+    def _bare_sampler_names(cls, v: Any) -> Any:
+        return _bare_names(v)
+
+    @field_validator("metrics", mode="before", json_schema_input_type=list[str | MetricSpec])
+    @classmethod
+    def _bare_metric_names(cls, v: Any) -> Any:
+        return _bare_names(v)
 
     @field_validator("prompts")
     @classmethod

@@ -24,7 +24,7 @@ def _spec(tiny_preset, **extra) -> dict:
         "model": {"preset": str(tiny_preset), "sequence_length": 32},
         "prompts": ["I like basketball", "That Italian restaurant is"],
         "generation": {"max_length": 14, "samples_per_prompt": 2, "batch_size": 4},
-        "samplers": [{"name": "top_k", "params": {"k": [2, 3, 4, 5, 6, 7]}}],
+        "samplers": [{"name": "top_k", "params": {"k": [2, 3, 4, 5, 6, 7, 8, 9]}}],
         "metrics": ["rep_n"], **extra,
     }
 
@@ -64,12 +64,12 @@ def spec_path(tiny_preset, tmp_path):
 def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(spec_path, tmp_path):
     root = tmp_path / "results"
     proc = _start(spec_path, root, "killed")
-    _wait_for_cells(root / "rel" / "killed", 2, proc)
+    _wait_for_cells(root / "rel" / "killed", 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = root / "rel" / "killed"
     done_before = {p.stem for p in (killed / "cells").glob("*.json")}
-    assert 2 <= len(done_before) < 6
+    assert 1 <= len(done_before) < 8
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "running"
 
@@ -77,7 +77,7 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(spec_path, tm
     assert main(["run", str(spec_path), "--results-root", str(root), "--run-id", "clean",
                  "-q"]) == 0
     resumed, clean = _samples(killed), _samples(root / "rel" / "clean")
-    assert len(clean) == 6 * 2 * 2
+    assert len(clean) == 8 * 2 * 2
     assert resumed == clean
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["resumed"]
