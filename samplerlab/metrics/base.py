@@ -78,6 +78,9 @@ class Metric:
     rows: ClassVar[str] = "generation"
     bootstrap: bool = True
     max_bootstrap: int | None = None
+    #: ``"percentile"``, or ``"bias_corrected"``: the percentile interval of replicates
+    #: shifted so their median is the estimate (for statistics that resampling biases).
+    interval: ClassVar[str] = "percentile"
 
     def columns(self) -> list[str]:
         raise NotImplementedError

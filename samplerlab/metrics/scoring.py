@@ -98,6 +98,19 @@ def _replicates(metric: Metric, stats: Any, context: MetricContext) -> dict[str,
     return metric.aggregate_weighted(stats, context.cache[key][:n_boot])
 
 
+def _centred(replicates: np.ndarray, point: float, metric: Metric) -> np.ndarray:
+    """Shift replicates so their median is the point estimate, for metrics that ask.
+
+    Resampling generations with replacement duplicates some of them, which biases
+    statistics of pooled frequencies (a Zipf slope steepens when a generation's tokens
+    count twice): the plain percentile interval can then miss the estimate itself.
+    """
+    if getattr(metric, "interval", "percentile") != "bias_corrected" or math.isnan(point):
+        return replicates
+    finite = replicates[~np.isnan(replicates)]
+    return replicates - (np.median(finite) - point) if len(finite) else replicates
+
+
 def score_metric(metric: Metric, samples: Samples, context: MetricContext) -> dict[str, float]:
     """One metric's columns with ``<col>_ci_low`` / ``<col>_ci_high``."""
     out: dict[str, float] = {}
@@ -110,8 +123,9 @@ def score_metric(metric: Metric, samples: Samples, context: MetricContext) -> di
     reps = _replicates(metric, stats, context)
     for col in metric.columns():
         value = float(point.get(col, math.nan))
-        low, high = percentile_interval(reps[col], context.confidence) if col in reps \
-            else (math.nan, math.nan)
+        low, high = (percentile_interval(_centred(reps[col], value, metric),
+                                         context.confidence)
+                     if col in reps else (math.nan, math.nan))
         out.update({col: value, f"{col}_ci_low": low, f"{col}_ci_high": high})
     return out
 
