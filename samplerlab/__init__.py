@@ -29,14 +29,15 @@ hookimpl = pluggy.HookimplMarker("samplerlab")
 __all__ = ["__version__", "hookimpl", "load_spec", "run", "load_samples"]
 
 
-def load_spec(source, overrides=None, plugins=None):
-    """Load and validate an experiment spec (a path, YAML text or a dict). See :mod:`samplerlab.spec`."""
+def load_spec(source: str | os.PathLike | dict, overrides: list[str] | None = None,
+              plugins: list[str] | None = None):
+    """Load and validate an experiment spec (a YAML path or a dict); see :mod:`samplerlab.spec`."""
     from samplerlab.spec import load_spec as _load
 
     return _load(source, overrides=overrides, plugins=plugins)
 
 
-def run(spec, **kwargs):
+def run(spec, **kwargs):  # noqa: ANN001 - a path or a LoadedSpec
     """Run a spec (a path or a loaded spec) and return the :class:`samplerlab.runner.RunResult`."""
     from samplerlab.runner import run_spec
 
@@ -45,7 +46,7 @@ def run(spec, **kwargs):
     return run_spec(spec, **kwargs)
 
 
-def load_samples(run_dir):
+def load_samples(run_dir: str | os.PathLike):
     """The samples of a finished run as a pandas DataFrame."""
     from samplerlab.results import load_samples as _load
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -69,24 +70,38 @@ def run(
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="run a very large sweep without asking")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="where cells run: local (one after another, here) or ray (one Ray "
+        "task per cell; pip install 'samplerlab[ray]')")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="with --executor ray: local (start a local cluster; default), "
+        "auto (join this machine's cluster) or an address such as ray://head:10001")] = None,
+    ray_gpus_per_cell: Annotated[float | None, typer.Option(
+        "--ray-gpus-per-cell", min=0, help="with --executor ray: GPUs per cell's task "
+        "(default: 1 when the cluster has GPUs, else 0; 0.5 packs two cells per GPU)")] = None,
 ) -> None:
     """Run every sampler configuration of SPEC and write a results directory."""
     from samplerlab.runner import resume_run, run_spec
-    from samplerlab.spec import SWEEP_CONFIRM_THRESHOLD, count_generations, load_spec
+    from samplerlab.spec import (
+        NAME_PATTERN,
+        SWEEP_CONFIRM_THRESHOLD,
+        count_generations,
+        load_spec,
+    )
 
+    cell_executor = _make_executor(executor, ray_address, ray_gpus_per_cell)
     if resume is not None:
         if spec is not None:
             raise UserInputError("give either SPEC or --resume RUN_DIR, not both")
-        result = _interruptible(lambda: resume_run(resume, progress=not quiet, plugins=plugin),
-                                resume)
+        result = _interruptible(lambda: resume_run(resume, progress=not quiet, plugins=plugin,
+                                                   executor=cell_executor), resume)
     else:
         if spec is None:
             raise UserInputError("missing SPEC (or --resume RUN_DIR)")
         loaded = load_spec(spec, overrides=override, plugins=plugin)
-        if run_id is not None:
-            from samplerlab.spec import OutputSpec
-
-            OutputSpec(run_id=run_id)  # same rule as output.run_id
+        if run_id is not None and not re.match(NAME_PATTERN, run_id):
+            raise UserInputError("must be letters, digits, '.', '_' or '-' (no path "
+                                 "separators)", field="--run-id")
         n = count_generations(loaded)
         if len(loaded.cells) > SWEEP_CONFIRM_THRESHOLD and not yes:
             message = (f"the sweep has {len(loaded.cells)} cells ({n} generations), above the "
@@ -99,13 +114,30 @@ def run(
         holder: dict = {}
         result = _interruptible(lambda: run_spec(loaded, results_root=results_root,
                                                  run_id=run_id, progress=not quiet,
-                                                 on_start=holder.__setitem__), holder)
+                                                 on_start=holder.__setitem__,
+                                                 executor=cell_executor), holder)
     _summary(result)
     if result.failed:
         err.print(f"[red]{len(result.failed)} cell(s) failed:[/] {', '.join(result.failed)} "
                   f"(errors in {result.run_dir / 'manifest.json'})", soft_wrap=True,
                   highlight=False)
         raise typer.Exit(1)
+
+
+def _make_executor(name: str, address: str | None, gpus: float | None):
+    """``None`` for the local loop, or a :class:`~samplerlab.distributed.RayExecutor`."""
+    if name not in ("local", "ray"):
+        raise UserInputError(f"unknown executor '{name}' (known: local, ray)", field="--executor")
+    if name == "local":
+        if address is not None or gpus is not None:
+            raise UserInputError("--ray-address and --ray-gpus-per-cell need --executor ray",
+                                 field="--executor")
+        return None
+    from samplerlab.distributed import RayExecutor
+
+    ray_executor = RayExecutor(address or "local", gpus_per_cell=gpus)
+    ray_executor.connect()  # before any model loads: a wrong address fails fast
+    return ray_executor
 
 
 def _interruptible(fn, where):

@@ -32,13 +32,6 @@ class UserInputError(SamplerlabError):
         prefix = ": ".join(parts)
         return f"{prefix}: {self.problem}" if prefix else self.problem
 
-    def located(self, *, file: str | None = None, line: int | None = None,
-                field: str | None = None) -> "UserInputError":
-        """Return a copy with missing location parts filled in."""
-        return type(self)(self.problem, file=self.file or file,
-                          line=self.line if self.line is not None else line,
-                          field=self.field or field)
-
 
 class ParameterError(UserInputError):
     """A plugin parameter is unknown, of the wrong type or out of range."""

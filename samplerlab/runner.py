@@ -257,6 +257,36 @@ def check_prompts(loaded: LoadedSpec, model: Any, prompts: list[Prompt]) -> None
                            f"({model.max_sequence_length})", ("generation", "max_length"))
 
 
+def run_cell(cell_runner: CellRunner, cell: Cell, prompts: list[Prompt], metrics: list,
+             spec_seed: int, on_batch: Any = None, *,
+             model: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Generate and score one cell; return its samples and the record ``write_cell`` takes.
+
+    Shared by the local loop and the Ray tasks (:mod:`samplerlab.distributed`), so a cell
+    gives the same samples wherever it runs. A :class:`CellFailed` becomes a record with
+    ``status: failed`` (and no samples) instead of an exception: one cell's failure never
+    stops the others.
+    """
+    from samplerlab.metrics.base import MetricContext
+    from samplerlab.metrics.scoring import score_samples
+
+    seed = cell_seed(spec_seed, cell)
+    record: dict[str, Any] = {"id": cell.id, "label": cell.label, "sampler": cell.sampler,
+                              "params": cell.params, "seed": seed, "started": now()}
+    try:
+        output = cell_runner.run(cell, prompts, seed, on_batch)
+        context = MetricContext(model=model if model is not None else cell_runner.model,
+                                timing=output.timing, seed=seed)
+        scores = score_samples(output.samples, metrics, context)
+    except CellFailed as exc:
+        record.update(status="failed", error=str(exc), timing=None, num_samples=0,
+                      metrics={}, finished=now())
+        return [], record
+    record.update(status="done", error=None, timing=output.timing,
+                  num_samples=len(output.samples), metrics=scores, finished=now())
+    return output.samples, record
+
+
 def _device_names() -> list[str]:
     import jax
 
@@ -369,26 +399,12 @@ class Runner:
 
     def _run_cell(self, run: RunDir, cell_runner: CellRunner, cell: Cell,
                   prompts: list[Prompt], metrics: list, model: Any, on_batch: Any) -> None:
-        from samplerlab.metrics.base import MetricContext
-        from samplerlab.metrics.scoring import score_samples
-
-        seed = cell_seed(self.spec.seed, cell)
-        record: dict[str, Any] = {"id": cell.id, "label": cell.label, "sampler": cell.sampler,
-                                  "params": cell.params, "seed": seed, "started": now()}
-        try:
-            output = cell_runner.run(cell, prompts, seed, on_batch)
-            context = MetricContext(model=model, timing=output.timing, seed=seed)
-            scores = score_samples(output.samples, metrics, context)
-        except CellFailed as exc:
-            record.update(status="failed", error=str(exc), timing=None, num_samples=0,
-                          metrics={}, finished=now())
-            run.write_cell(cell.id, [], record)
-            self.console.print(f"[red]cell {cell.id} failed:[/] {escape(str(exc))}",
+        samples, record = run_cell(cell_runner, cell, prompts, metrics, self.spec.seed,
+                                   on_batch, model=model)
+        run.write_cell(cell.id, samples, record)
+        if record["status"] == "failed":
+            self.console.print(f"[red]cell {cell.id} failed:[/] {escape(record['error'])}",
                                soft_wrap=True, highlight=False)
-            return
-        record.update(status="done", error=None, timing=output.timing,
-                      num_samples=len(output.samples), metrics=scores, finished=now())
-        run.write_cell(cell.id, output.samples, record)
 
     def finish(self, run: RunDir) -> RunResult:
         write_tables(run, self.loaded.cells)
@@ -455,22 +471,32 @@ def write_tables(run: RunDir, cells: list[Cell]) -> None:
 
 def run_spec(loaded: LoadedSpec, *, results_root: str | Path | None = None,
              run_id: str | None = None, console: Console | None = None,
-             progress: bool = True, on_start: Any = None) -> RunResult:
+             progress: bool = True, on_start: Any = None, executor: Any = None) -> RunResult:
     """Run every cell of ``loaded`` into a new results directory.
 
     ``on_start("run_dir", path)`` is called once the directory exists (the CLI uses it to
-    say how to resume after Ctrl-C).
+    say how to resume after Ctrl-C). ``executor`` runs the cells elsewhere (e.g.
+    :class:`samplerlab.distributed.RayExecutor`); ``None`` runs them here, one by one.
     """
     runner = Runner(loaded, results_root=results_root, console=console, progress=progress)
     run, model, prompts, metrics = runner.start(run_id)
     if on_start is not None:
         on_start("run_dir", run.path)
-    return runner.run_cells(run, model, prompts, metrics)
+    return _execute(runner, executor, run, model, prompts, metrics)
+
+
+def _execute(runner: Runner, executor: Any, run: RunDir, model: Any, prompts: list[Prompt],
+             metrics: list) -> RunResult:
+    if executor is None:
+        return runner.run_cells(run, model, prompts, metrics)
+    return executor.run_cells(runner, run, model, prompts, metrics)
 
 
 def resume_run(run_dir: str | Path, *, console: Console | None = None,
-               progress: bool = True, plugins: list[str] | None = None) -> RunResult:
-    """Finish the cells of an interrupted run that have no record yet."""
+               progress: bool = True, plugins: list[str] | None = None,
+               executor: Any = None) -> RunResult:
+    """Finish the cells of an interrupted run that have no record yet (``executor``: as
+    :func:`run_spec`)."""
     from samplerlab.spec import load_spec
 
     run = RunDir.open(run_dir)
@@ -478,4 +504,4 @@ def resume_run(run_dir: str | Path, *, console: Console | None = None,
     runner = Runner(loaded, results_root=run.path.parent.parent, console=console,
                     progress=progress)
     model, prompts, metrics = runner.resume(run)
-    return runner.run_cells(run, model, prompts, metrics)
+    return _execute(runner, executor, run, model, prompts, metrics)

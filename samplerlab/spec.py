@@ -11,7 +11,6 @@ import copy
 import difflib
 import hashlib
 import itertools
-import json
 import re
 import types
 import typing
@@ -206,30 +205,60 @@ class Cell(BaseModel):
         return params
 
 
+def _compact(value: Any) -> str:
+    """A short readable form: ``[{name: top_k, k: 40}, {name: temperature, t: 0.7}]`` →
+    ``top_k40,temperature0.7``."""
+    if isinstance(value, dict):
+        name = value.get("name")
+        rest = [f"{'' if name else f'{k}='}{_compact(v)}" for k, v in value.items()
+                if k != "name"]
+        return (str(name) if name else "") + "".join(rest) if name else "_".join(rest)
+    if isinstance(value, (list, tuple)):
+        return ",".join(_compact(v) for v in value)
+    return str(value)
+
+
 def _slug(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
-    text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
-    if len(text) > 24:
-        text = text[:15] + "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    text = re.sub(r"[^A-Za-z0-9.,+=-]+", "_", _compact(value)).strip("_")
+    if len(text) > 64:
+        text = text[:57] + "~" + hashlib.sha256(text.encode()).hexdigest()[:6]
     return text
 
 
+def sweep_axes(entry: Entry, params: dict[str, Any]) -> dict[str, list[Any]]:
+    """The parameters that vary across cells, each with its values.
+
+    A list is a sweep axis unless the parameter's own type is a list; a factory may also
+    expand a parameter itself with ``factory.expand_param(name, value) -> values`` (the
+    ``chain`` sampler sweeps lists inside its ``processors`` that way).
+    """
+    expand = getattr(entry.factory, "expand_param", None)
+    axes: dict[str, list[Any]] = {}
+    for k, v in params.items():
+        if isinstance(v, list) and not entry.list_valued(k):
+            axes[k] = v
+        elif callable(expand):
+            values = expand(k, v)
+            if len(values) != 1 or values[0] != v:
+                axes[k] = list(values)
+    return axes
+
+
 def expand_cells(samplers: list[SamplerSpec], registry: dict[str, Entry]) -> list[Cell]:
-    """Expand list-valued parameters into a cartesian sweep, one :class:`Cell` each."""
+    """Expand sweep axes into a cartesian product, one :class:`Cell` each."""
     cells: list[Cell] = []
     for spec in samplers:
         entry = registry[spec.name]
-        axes = {k: v for k, v in spec.params.items()
-                if isinstance(v, list) and not entry.list_valued(k)}
+        axes = sweep_axes(entry, spec.params)
         fixed = {k: v for k, v in spec.params.items() if k not in axes}
         for combo in itertools.product(*axes.values()) if axes else [()]:
             params = {**fixed, **dict(zip(axes, combo, strict=False))}
             index = len(cells)
-            shown = ", ".join(f"{k}={v}" for k, v in params.items())
+            shown = ", ".join(f"{k}={_compact(v)}" for k, v in params.items())
             label = spec.label or spec.name
             if axes and spec.label:
                 swept = zip(axes, combo, strict=True)
-                label += "(" + ", ".join(f"{k}={v}" for k, v in swept) + ")"
+                label += "(" + ", ".join(f"{k}={_compact(v)}" for k, v in swept) + ")"
             elif not spec.label and shown:
                 label += f"({shown})"
             slug = "-".join(f"{k}={_slug(v)}" for k, v in params.items())
@@ -492,8 +521,10 @@ def _check_entry(loaded: LoadedSpec, kind: str, name: str, params: dict[str, Any
     if name not in registry:
         raise loaded.error(unknown_name_message(kind, name, list(registry)), loc + ("name",))
     entry = registry[name]
-    axes = {k: v for k, v in params.items() if sweep and isinstance(v, list)
-            and not entry.list_valued(k)}
+    try:
+        axes = sweep_axes(entry, params) if sweep else {}
+    except UserInputError as exc:
+        raise loaded.error(exc.problem, loc + ("params",) + _field_path(exc.field)) from None
     for k, values in axes.items():
         if not values:
             raise loaded.error("a sweep axis needs at least one value", loc + ("params", k))
@@ -502,8 +533,15 @@ def _check_entry(loaded: LoadedSpec, kind: str, name: str, params: dict[str, Any
         try:
             entry.validate({**params, **dict(zip(axes, combo, strict=False))})
         except UserInputError as exc:
-            field_loc = loc + ("params",) + tuple((exc.field or "").split(".")[:1])
-            raise loaded.error(exc.problem, field_loc) from None
+            raise loaded.error(exc.problem, loc + ("params",) + _field_path(exc.field)) from None
+
+
+def _field_path(field: str | None) -> tuple:
+    """``processors[2].top_p`` → ``("processors", 2, "top_p")``, as YAML locations are keyed."""
+    parts: list[Any] = []
+    for piece in re.findall(r"[^.\[\]]+", field or ""):
+        parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
 
 
 def _check_plugins_and_params(loaded: LoadedSpec) -> None:

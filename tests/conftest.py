@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+EXAMPLE_PLUGIN = REPO / "plugins" / "samplerlab-example"
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +77,21 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"../shared not present at {SHARED}; skipping tests that need it")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def installed_example(tmp_path_factory) -> Path:
+    """The example plugin pip-installed (offline, no deps) into a private site directory.
+
+    Tests put it on ``sys.path`` with ``monkeypatch.syspath_prepend``: its entry point in
+    group ``samplerlab`` is then found exactly as for a user's installed package.
+    """
+    target = tmp_path_factory.mktemp("site")
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp_path_factory.mktemp("src") / EXAMPLE_PLUGIN.name
+    shutil.copytree(EXAMPLE_PLUGIN, source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(target),
+                    str(source)], check=True, capture_output=True)
+    return target

@@ -98,7 +98,7 @@ CASES = [
     ("override-bad-value", None, ["-o", "generation.max_length=-3"],
      ["generation.max_length", "greater than or equal to 2"]),
     ("cli-plugin-missing", None, ["--plugin", "no_such_plugin_mod"], ["not found"]),
-    ("cli-run-id-escape", None, ["--run-id", "../../x"], ["run_id"]),
+    ("cli-run-id-escape", None, ["--run-id", "../../x"], ["--run-id", "path separators"]),
     ("enormous-sweep", ("samplers", [{"name": "top_k", "params": {
         "k": list(range(1, 16)), "temperature": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3,
                                                  1.4, 1.5, 1.6, 1.7, 1.8]}}]), [],
@@ -109,7 +109,7 @@ MODEL_CASES = [
     ("prompt-longer-than-sequence-length", ("prompts", ["word " * 80]), [],
      ["prompts[0]", "longer than model.sequence_length"]),
     ("max-length-not-above-prompt", ("generation.max_length", 4), [],
-     ["prompt 1", "must be above the prompt length"]),
+     ["prompts[0]", "prompt 0 is 4 tokens", "must be above the prompt length"]),
 ]
 
 

@@ -149,3 +149,20 @@ def test_warnings_do_not_fire_for_a_clean_setup():
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         registry("samplers")
+
+
+def test_an_installed_plugin_package_is_listed_and_runs_in_a_spec(installed_example, base_spec,
+                                                                  tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(installed_example))
+    from samplerlab.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    assert main(["samplers"]) == 0
+    listing = capsys.readouterr().out
+    assert "top_a" in listing and "example" in listing
+    spec = {**base_spec, "samplers": [{"name": "top_a", "params": {"a": [0.2, 0.5]}}]}
+    result = samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path, progress=False)
+    assert result.status == "complete"
+    samples = samplerlab.load_samples(result.run_dir)
+    assert sorted({p["a"] for p in samples["params"]}) == [0.2, 0.5]
+    assert (samples["num_tokens"] > 0).all()

@@ -1,5 +1,10 @@
 """Factories for KerasHub's six samplers, with their parameters typed and range-checked.
 
+top_k, top_p and random build samplerlab's traced-parameter versions (their numeric
+parameters are inputs of the compiled generate function, so a sweep compiles once;
+top_p and random also avoid a vocabulary sort / a per-token Gumbel draw); greedy, beam
+and contrastive are KerasHub's own classes.
+
 The annotations are the validation: samplerlab checks a spec's parameters against them
 (without importing Keras) before any model loads, and ``samplerlab samplers`` shows them.
 """
@@ -24,25 +29,25 @@ def greedy():
 def top_k(k: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0,
           seed: Seed = None):
     """Sample from the k most probable tokens (Fan et al. 2018)."""
-    import keras_hub
+    from samplerlab.samplers.traced_top_k import TracedTopKSampler
 
-    return keras_hub.samplers.TopKSampler(k=k, temperature=temperature, seed=seed)
+    return TracedTopKSampler(k=k, temperature=temperature, seed=seed)
 
 
 def top_p(p: Annotated[float, Field(gt=0, le=1)] = 0.1,
           k: Annotated[int, Field(ge=1)] | None = None,
           temperature: Temperature = 1.0, seed: Seed = None):
     """Nucleus sampling: the smallest set of tokens whose mass reaches p (Holtzman et al. 2020)."""
-    import keras_hub
+    from samplerlab.samplers.traced_top_p import TracedTopPSampler
 
-    return keras_hub.samplers.TopPSampler(p=p, k=k, temperature=temperature, seed=seed)
+    return TracedTopPSampler(p=p, k=k, temperature=temperature, seed=seed)
 
 
 def random(temperature: Temperature = 1.0, seed: Seed = None):
     """Sample from the full softmax distribution (ancestral sampling)."""
-    import keras_hub
+    from samplerlab.samplers.traced_random import TracedRandomSampler
 
-    return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
+    return TracedRandomSampler(temperature=temperature, seed=seed)
 
 
 def beam(num_beams: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0):

@@ -133,3 +133,12 @@ def chain(processors: ProcessorList,
     ``{name: top_p, p: 0.9}``. ``samplerlab processors`` lists them.
     """
     return chain_sampler_class()(chain_spec.build(processors), pick=pick, seed=seed)
+
+
+def _expand_param(name: str, value: Any) -> list[Any]:
+    """Sweep axes inside ``processors`` (``[{top_k: [10, 40]}]`` is two cells)."""
+    return chain_spec.expand_sweeps(value) if name == "processors" else [value]
+
+
+# The spec expands a factory's ``expand_param`` axes like list-valued parameters.
+chain.expand_param = _expand_param

@@ -13,7 +13,7 @@ def make_xtc_sampler_class():
     from keras import ops
     from keras_hub.samplers import Sampler
 
-    from samplerlab.processors.base import assign_params, sort_descending, take_column
+    from samplerlab.processors.base import assign_params
 
     class XTCSampler(Sampler):
         """Exclude Top Choices (p-e-w, text-generation-webui PR #6335; llama.cpp ``xtc``).
@@ -63,9 +63,10 @@ def make_xtc_sampler_class():
 
         def exclude(self, probabilities: Any, apply: Any) -> Any:
             """Zero the top choices but the last, in rows where ``apply`` ``(batch,)`` is True."""
-            above = ops.sum(ops.cast(probabilities >= self.threshold, "int32"), axis=-1)
-            # The least probable of the top choices: the `above`-th largest probability.
-            last_top = take_column(sort_descending(probabilities), ops.maximum(above, 1) - 1)
+            is_top = probabilities >= self.threshold
+            above = ops.sum(ops.cast(is_top, "int32"), axis=-1)
+            # The least probable of the top choices (no sort: a masked minimum).
+            last_top = ops.min(ops.where(is_top, probabilities, 2.0), axis=-1, keepdims=True)
             active = ops.logical_and(apply, above >= 2)[:, None]
             removed = ops.logical_and(active, probabilities > last_top)
             return ops.where(removed, ops.zeros_like(probabilities), probabilities)

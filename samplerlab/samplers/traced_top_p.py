@@ -1,0 +1,60 @@
+"""Nucleus (top-p) sampling without sorting the vocabulary, with traced p and temperature."""
+
+from __future__ import annotations
+
+import keras_hub
+from keras import ops
+
+from samplerlab.samplers.fast_ops import nucleus_threshold, sample_from_weights
+from samplerlab.samplers.traced_params import TracedParams
+
+
+class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
+    """Nucleus sampling (Holtzman et al. 2020, "The Curious Case of Neural Text
+    Degeneration") with traced ``p`` and temperature and no vocabulary sort.
+
+    Samples from the smallest set of most probable tokens whose mass reaches ``p``,
+    renormalised: the same kept set and distribution as ``keras_hub.samplers.TopPSampler``
+    (which keeps a token when the mass sorted before it is ``<= p``), but the threshold is
+    found by bisection (:func:`~samplerlab.samplers.fast_ops.nucleus_threshold`) instead
+    of sorting all 50,257 GPT-2 tokens every step, and the draw is an inverse-CDF draw
+    with one uniform variate per row (:func:`~samplerlab.samplers.fast_ops.sample_from_weights`)
+    instead of one Gumbel variate per token. Rows with tied probabilities at the
+    threshold keep all the tied tokens (a sort keeps the lower ids first); the random
+    stream differs from KerasHub's, the distribution does not.
+
+    With ``k`` set, KerasHub's own algorithm runs on the ``k`` most probable tokens only
+    (cheap for small ``k``), token for token as ``TopPSampler(p, k)``.
+
+    ``p`` and ``temperature`` are ``keras.Variable`` s passed to the compiled generate
+    function as state: a sweep over them compiles once. ``k`` is static.
+
+    Args:
+        p: float in (0, 1], the nucleus mass.
+        k: int or None, an optional top-k cut applied first.
+        temperature: float, softmax temperature (> 0).
+        seed: int, the random seed. Defaults to ``None``.
+
+    Example:
+
+    ```python
+    from samplerlab.samplers.traced_top_p import TracedTopPSampler
+    causal_lm.compile(sampler=TracedTopPSampler(p=0.9, seed=1))
+    causal_lm.generate(["Keras is a"])
+    ```
+    """
+
+    def __init__(self, p: float = 0.1, k: int | None = None, temperature: float = 1.0,
+                 seed: int | None = None) -> None:
+        super().__init__(p=p, k=k, seed=seed)
+        self.p = self.add_param("p", p)
+        self.temperature = self.add_param("temperature", temperature)
+
+    def static_params(self) -> tuple:
+        return (("k", None if self.k is None else int(self.k)),)
+
+    def get_next_token(self, probabilities):
+        if self.k is not None:
+            return super().get_next_token(probabilities)
+        keep = probabilities >= nucleus_threshold(probabilities, self.p)
+        return sample_from_weights(ops.where(keep, probabilities, 0.0), self.seed_generator)
