@@ -330,7 +330,7 @@ class RayExecutor:
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            run.set_status("interrupted", finished=now())
+            run.mark_interrupted()
             raise
         compiled = sum(bool((r.get("timing") or {}).get("compiled")) for r in
                        (run.cell_record(c.id) for c in todo) if r is not None)

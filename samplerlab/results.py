@@ -107,6 +107,7 @@ class RunDir:
         run = cls(path)
         (path / CELLS).mkdir(parents=True, exist_ok=True)
         atomic_write(path / SPEC, spec_yaml)
+        atomic_write(path / SAMPLES, "")
         run.manifest = manifest
         run.save_manifest()
         return run
@@ -158,6 +159,13 @@ class RunDir:
             record = self.cell_record(cell_id)
             if record is not None:
                 self.update_cell_status(cell_id, record)
+
+    def mark_interrupted(self) -> None:
+        """Record an interruption; a Ctrl-C may land inside :meth:`write_cell`, so the
+        derived files are first brought in line with the cell records, which are the truth."""
+        self.sync_from_records()
+        self.rebuild_samples()
+        self.set_status("interrupted", finished=now())
 
     def cell_samples(self, cell_id: str) -> list[dict[str, Any]]:
         p = self.path / CELLS / f"{cell_id}.jsonl"

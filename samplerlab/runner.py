@@ -275,15 +275,20 @@ def run_cell(cell_runner: CellRunner, cell: Cell, prompts: list[Prompt], metrics
                               "params": cell.params, "seed": seed, "started": now()}
     try:
         output = cell_runner.run(cell, prompts, seed, on_batch)
-        context = MetricContext(model=model if model is not None else cell_runner.model,
-                                timing=output.timing, seed=seed)
-        scores = score_samples(output.samples, metrics, context)
     except CellFailed as exc:
         record.update(status="failed", error=str(exc), timing=None, num_samples=0,
                       metrics={}, finished=now())
         return [], record
+    context = MetricContext(model=model if model is not None else cell_runner.model,
+                            timing=output.timing, seed=seed)
+    try:
+        scores, metrics_error = score_samples(output.samples, metrics, context), None
+    except Exception as exc:  # noqa: BLE001 - a broken metric plugin must not cost the samples
+        scores, metrics_error = {}, f"scoring failed: {type(exc).__name__}: {exc}"
     record.update(status="done", error=None, timing=output.timing,
                   num_samples=len(output.samples), metrics=scores, finished=now())
+    if metrics_error:
+        record["metrics_error"] = metrics_error
     return output.samples, record
 
 
@@ -393,7 +398,7 @@ class Runner:
                                    lambda: progress.advance(batch_task))
                     progress.advance(cells_task)
         except KeyboardInterrupt:
-            run.set_status("interrupted", finished=now())
+            run.mark_interrupted()
             raise
         return self.finish(run)
 
@@ -405,6 +410,10 @@ class Runner:
         if record["status"] == "failed":
             self.console.print(f"[red]cell {cell.id} failed:[/] {escape(record['error'])}",
                                soft_wrap=True, highlight=False)
+        elif record.get("metrics_error"):
+            self.console.print(f"[yellow]warning:[/] cell {cell.id} kept its samples but "
+                               f"{escape(record['metrics_error'])}", soft_wrap=True,
+                               highlight=False)
 
     def finish(self, run: RunDir) -> RunResult:
         write_tables(run, self.loaded.cells)

@@ -168,3 +168,37 @@ def test_nothing_is_written_outside_the_results_root(tiny_preset, tmp_path, monk
     written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()}
     assert written == {"results"}
     assert result.run_dir.resolve().is_relative_to((tmp_path / "results").resolve())
+
+
+def test_a_failing_metric_plugin_keeps_the_samples(tiny_preset, tmp_path):
+    plugin = tmp_path / "bad_metric.py"
+    plugin.write_text(textwrap.dedent('''
+        import samplerlab
+        from samplerlab.metrics.base import Metric
+
+
+        class Broken(Metric):
+            name = "broken"
+
+            def columns(self):
+                return ["broken"]
+
+            def stats(self, samples, context):
+                raise ZeroDivisionError("bad metric")
+
+            def aggregate(self, stats):
+                return {}
+
+
+        @samplerlab.hookimpl
+        def register_metrics(register):
+            register("broken", Broken)
+    '''))
+    spec = _spec(tiny_preset, plugins=[str(plugin)], metrics=["broken"])
+    spec["samplers"] = ["greedy"]
+    result = samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path / "r",
+                            progress=False)
+    assert result.status == "complete"
+    assert len(_samples(result.run_dir)) == 4
+    record = json.loads(next((result.run_dir / "cells").glob("*.json")).read_text())
+    assert record["metrics_error"] == "scoring failed: ZeroDivisionError: bad metric"

@@ -18,14 +18,14 @@ def top_a(a: A = 0.2, temperature: Annotated[float, Field(gt=0)] = 1.0,
           seed: int | None = None):
     """Top-a: sample among tokens with p >= a * p_max^2 (BlinkDL, RWKV)."""
     # Import Keras lazily: samplerlab validates specs before any model loads.
-    from samplerlab_example.top_a import TopASampler
+    from samplerlab_example.sampling import TopASampler
 
     return TopASampler(a=a, temperature=temperature, seed=seed)
 
 
 def top_a_processor(a: A = 0.2):
     """Top-a as a chain processor: drop tokens with p < a * p_max^2."""
-    from samplerlab_example.top_a import TopA
+    from samplerlab_example.sampling import TopA
 
     return TopA(a)
 

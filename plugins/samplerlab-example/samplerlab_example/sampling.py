@@ -24,7 +24,7 @@ class TopASampler(Sampler):
     Example:
 
     ```python
-    from samplerlab_example.top_a import TopASampler
+    from samplerlab_example.sampling import TopASampler
     causal_lm.compile(sampler=TopASampler(a=0.2, seed=1))
     causal_lm.generate(["Keras is a"])
     ```
