@@ -153,6 +153,50 @@ def failed_section(frame: Any, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAIRED_COLUMNS = (("rep_n", "rep_4"), ("diversity", "diversity"), ("distinct_n", "distinct_2"))
+
+
+def paired_section(run_dir: Path, frame: Any, seed: int = 0) -> str:
+    """Each cell minus the first one, paired over the same prompts and sample indices.
+
+    Pairing removes the prompt-to-prompt variation both cells share, so these intervals
+    are narrower than comparing the two cells' own intervals.
+    """
+    import json
+
+    from samplerlab.metrics.base import MetricContext
+    from samplerlab.metrics.scoring import build_metrics, format_value, paired_difference
+
+    done = [r for r in frame.to_dict("records") if r.get("status") == "done"]
+    path = run_dir / "samples.jsonl"
+    if len(done) < 2 or not path.is_file():
+        return ""
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line:
+            sample = json.loads(line)
+            by_cell.setdefault(sample["cell_id"], []).append(sample)
+    metrics = dict(zip([name for name, _ in PAIRED_COLUMNS],
+                       build_metrics([name for name, _ in PAIRED_COLUMNS]), strict=True))
+    base = done[0]
+    header = ["cell", "pairs"] + [f"Δ {col}" for _, col in PAIRED_COLUMNS]
+    rows = []
+    for row in done[1:]:
+        a, b = by_cell.get(row["cell_id"], []), by_cell.get(base["cell_id"], [])
+        cells: list[Any] = [row.get("label", row["cell_id"]), ""]
+        for name, col in PAIRED_COLUMNS:
+            diff = paired_difference(a, b, metrics[name], MetricContext(seed=seed))[col]
+            cells[1] = diff["n"]
+            cells.append(format_value(diff["difference"], diff["ci_low"], diff["ci_high"]))
+        rows.append(cells)
+    label = base.get("label", base["cell_id"])
+    return "\n".join([
+        f"## Paired differences against {label}", "",
+        f"Each cell minus `{label}` over the same prompts and sample indices, with a 95% "
+        "paired bootstrap interval; an interval that excludes 0 is a difference the "
+        "prompts do not explain.", "", markdown_table(header, rows), ""])
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.md`` (drawing the plots first when ``plots/`` is missing)."""
     from samplerlab.plots import draw_plots, read_metrics
@@ -178,6 +222,9 @@ def write_report(run_dir: str | Path) -> Path:
     if rest:
         parts += ["<details><summary>All metrics</summary>", "",
                   metric_table(frame, rest), "", "</details>", ""]
+    paired = paired_section(run_dir, frame, seed=int(manifest.get("seed") or 0))
+    if paired:
+        parts += [paired]
     failed = failed_section(frame, manifest)
     if failed:
         parts += [failed]

@@ -152,3 +152,25 @@ def test_plots_of_a_run_without_metrics_csv_is_a_user_error(tmp_path):
 
     with pytest.raises(UserInputError, match="no metrics.csv"):
         draw_plots(tmp_path)
+
+
+def test_report_pairs_each_cell_with_the_first_over_the_same_prompts(run_dir):
+    from samplerlab.metrics.base import MetricContext
+    from samplerlab.metrics.rep_n import RepN
+    from samplerlab.metrics.scoring import paired_difference
+    from samplerlab.report import write_report
+
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    section = text.split("## Paired differences against ")[1].split("\n## ")[0]
+    assert section.startswith(CELLS[0]["label"])
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| cell | pairs | Δ rep_4 | Δ diversity | Δ distinct_2 |"
+    done = [c for c in CELLS[1:] if c["id"] in TEXTS]
+    assert [line.split(" | ")[0].lstrip("| ") for line in lines[1:]] == [c["label"]
+                                                                        for c in done]
+    samples = {c["id"]: [{"text": t, "prompt_index": i, "sample_index": 0}
+                         for i, t in enumerate(TEXTS[c["id"]])]
+               for c in CELLS if c["id"] in TEXTS}
+    expected = paired_difference(samples[done[0]["id"]], samples[CELLS[0]["id"]], RepN(),
+                                 MetricContext(seed=7))["rep_4"]["difference"]
+    assert f"{expected:.3f}" in lines[1]
