@@ -40,7 +40,9 @@ class TracedParams:
     def add_param(self, name: str, value: float) -> keras.Variable:
         """Store ``value`` as a float32 non-trainable Variable and track it as state."""
         params = self.__dict__.setdefault("_traced_params", {})
-        variable = keras.Variable(float(value), dtype="float32", trainable=False, name=name)
+        # float32 always: no autocast to a mixed-precision compute dtype.
+        variable = keras.Variable(float(value), dtype="float32", trainable=False,
+                                  autocast=False, name=name)
         params[name] = variable
         return variable
 
