@@ -143,7 +143,6 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # a fresh JAX with two host devices: ~40 s on 2 cores
 def test_data_parallel_trains_on_two_cpu_devices(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "KERAS_BACKEND": "jax"}

@@ -23,10 +23,6 @@ CHAIN = [{"repetition_penalty": 1.3}, {"no_repeat_ngram_size": 2}, {"top_k": 20}
 FULL_CHECKS = ["shape and dtype", "prompt kept", "determinism (re-seeded)", "stop tokens",
                "determinism (fresh sampler)"]
 
-# KerasHub's own samplers cost a few compiles each; they run with `pytest -m slow`.
-keras_hub_sampler = pytest.mark.slow
-
-
 @pytest.mark.parametrize("name, params, options", [
     ("greedy", {}, {}),
     # Greedy pick: the strictest variant (batch consistency too); sampling chains are
@@ -34,15 +30,14 @@ keras_hub_sampler = pytest.mark.slow
     ("chain", {"processors": CHAIN, "pick": "greedy"}, {"deterministic": True}),
     ("mirostat", {"tau": 3.0}, {}),
     ("xtc", {"threshold": 0.02, "probability": 0.7}, {}),
-    pytest.param("top_k", {"k": 5}, {}, marks=keras_hub_sampler),
-    pytest.param("top_p", {"p": 0.5}, {}, marks=keras_hub_sampler),
-    pytest.param("random", {}, {}, marks=keras_hub_sampler),
-    pytest.param("contrastive", {"k": 3}, {}, marks=keras_hub_sampler),
+    ("top_k", {"k": 5}, {}),
+    ("top_p", {"p": 0.5}, {}),
+    ("random", {}, {}),
+    ("contrastive", {"k": 3}, {}),
     # KerasHub's BeamSampler runs until every beam stops, and with prompts of different
     # lengths a row's result depends on its neighbours (test below): checked on equal
     # lengths, without the strict stop check.
-    pytest.param("beam", {"num_beams": 2}, {"ragged": False, "strict_stop": False},
-                 marks=keras_hub_sampler),
+    ("beam", {"num_beams": 2}, {"ragged": False, "strict_stop": False}),
 ])
 def test_every_builtin_sampler_conforms(sampler_conformance, name, params, options):  # noqa: F811
     report = sampler_conformance(name, params, **options)
@@ -51,7 +46,6 @@ def test_every_builtin_sampler_conforms(sampler_conformance, name, params, optio
     assert ("batch consistency" in report.checks) == deterministic
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=ConformanceError,
                    reason="KerasHub BeamSampler: ragged prompts change a row's beams")
 def test_keras_hub_beam_is_not_batch_consistent_on_ragged_prompts():
