@@ -75,7 +75,7 @@ def latency():
     return Latency()
 
 
-def perplexity(preset: str | None = None, batch_size: Annotated[int, Field(ge=1)] = 8):
+def perplexity(preset: str | None = None, batch_size: Annotated[int, Field(ge=1)] = 2):
     """Perplexity of the continuations given their prompts, under the run's model or a preset."""
     from samplerlab.metrics.perplexity import Perplexity
 

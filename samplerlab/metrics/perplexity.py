@@ -69,7 +69,8 @@ class Perplexity(SumPooledMetric):
     Args:
         preset: score under this model instead of the run's (a KerasHub preset name,
             directory or ``samplerlab:<name>``).
-        batch_size: sequences per forward pass.
+        batch_size: sequences per forward pass (2 by default: a GPT-2 forward pass holds
+            batch x length x 50,257 logits, which decides the peak memory of a run).
 
     Example:
 
@@ -88,7 +89,7 @@ class Perplexity(SumPooledMetric):
     name = "perplexity"
     requires = frozenset({"model"})
 
-    def __init__(self, preset: str | None = None, batch_size: int = 8) -> None:
+    def __init__(self, preset: str | None = None, batch_size: int = 2) -> None:
         self.preset = preset
         self.batch_size = batch_size
         self._model = None
