@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator
 
 from samplerlab.processors import chain_spec
+from samplerlab.samplers.lazy import lazy_class, lazy_exports
 
 
 def _check_processors(items: list) -> list:
@@ -106,22 +107,9 @@ def make_chain_sampler_class():
     return ChainSampler
 
 
-_CLASS: Any = None
-
-
-def chain_sampler_class() -> type:
-    """The :class:`ChainSampler` class (a ``keras_hub.samplers.Sampler`` subclass)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = make_chain_sampler_class()
-    return _CLASS
-
-
-def __getattr__(name: str) -> Any:
-    # `from samplerlab.samplers.chain import ChainSampler` works, importing Keras then.
-    if name == "ChainSampler":
-        return chain_sampler_class()
-    raise AttributeError(name)
+#: The :class:`ChainSampler` class (a ``keras_hub.samplers.Sampler`` subclass).
+chain_sampler_class = lazy_class(make_chain_sampler_class)
+__getattr__ = lazy_exports(ChainSampler=chain_sampler_class)
 
 
 def chain(processors: ProcessorList,

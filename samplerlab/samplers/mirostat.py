@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from samplerlab.samplers.lazy import lazy_class, lazy_exports
+
 LOG2 = math.log(2.0)
 
 
@@ -100,21 +102,9 @@ def make_mirostat_sampler_class():
     return MirostatSampler
 
 
-_CLASS: Any = None
-
-
-def mirostat_sampler_class() -> type:
-    """The :class:`MirostatSampler` class (a ``keras_hub.samplers.Sampler`` subclass)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = make_mirostat_sampler_class()
-    return _CLASS
-
-
-def __getattr__(name: str) -> Any:
-    if name == "MirostatSampler":
-        return mirostat_sampler_class()
-    raise AttributeError(name)
+#: The :class:`MirostatSampler` class (a ``keras_hub.samplers.Sampler`` subclass).
+mirostat_sampler_class = lazy_class(make_mirostat_sampler_class)
+__getattr__ = lazy_exports(MirostatSampler=mirostat_sampler_class)
 
 
 def mirostat(tau: Annotated[float, Field(gt=0)] = 5.0,

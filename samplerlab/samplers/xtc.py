@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from samplerlab.samplers.lazy import lazy_class, lazy_exports
+
 
 def make_xtc_sampler_class():
     """Define :class:`XTCSampler` on first use (keeps this module Keras-free)."""
@@ -87,21 +89,9 @@ def make_xtc_sampler_class():
     return XTCSampler
 
 
-_CLASS: Any = None
-
-
-def xtc_sampler_class() -> type:
-    """The :class:`XTCSampler` class (a ``keras_hub.samplers.Sampler`` subclass)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = make_xtc_sampler_class()
-    return _CLASS
-
-
-def __getattr__(name: str) -> Any:
-    if name == "XTCSampler":
-        return xtc_sampler_class()
-    raise AttributeError(name)
+#: The :class:`XTCSampler` class (a ``keras_hub.samplers.Sampler`` subclass).
+xtc_sampler_class = lazy_class(make_xtc_sampler_class)
+__getattr__ = lazy_exports(XTCSampler=xtc_sampler_class)
 
 
 def xtc(threshold: Annotated[float, Field(ge=0, le=1)] = 0.1,
