@@ -37,7 +37,7 @@ def load_spec(source: str | os.PathLike | dict, overrides: list[str] | None = No
     return _load(source, overrides=overrides, plugins=plugins)
 
 
-def run(spec, **kwargs):  # noqa: ANN001 - a path or a LoadedSpec
+def run(spec, **kwargs):
     """Run a spec (a path or a loaded spec) and return the :class:`samplerlab.runner.RunResult`."""
     from samplerlab.runner import run_spec
 

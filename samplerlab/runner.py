@@ -181,14 +181,10 @@ class CellRunner:
                     "cell_id": cell.id, "cell_index": cell.index, "sampler": cell.sampler,
                     "label": cell.label, "params": cell.params, "prompt_index": prompt.index,
                     "sample_index": s, "prompt": prompt.text, "reference": prompt.reference,
-                    "seed": batch_seed, "text": self.model.tokenizer.detokenize(tokens)
-                    if tokens else "", "token_ids": tokens, "num_tokens": len(tokens),
+                    "seed": batch_seed, "text": self._text(tokens), "token_ids": tokens,
+                    "num_tokens": len(tokens),
                     "prompt_tokens": int(pmask.sum()), "stop_reason": reason,
                     "batch_index": b, "batch_seconds": round(seconds, 6)})
-            for sample in samples[-len(batch):]:
-                if isinstance(sample["text"], (bytes, np.ndarray)) or hasattr(
-                        sample["text"], "numpy"):
-                    sample["text"] = _to_str(sample["text"])
             calls.append({"batch": b, "seconds": seconds, "generated_tokens": generated,
                           "rows": len(batch)})
             if on_batch:
@@ -203,6 +199,10 @@ class CellRunner:
                           "repeat": True})
         return CellOutput(samples, {**_timing(calls), "compiled": compiled})
 
+    def _text(self, tokens: list[int]) -> str:
+        # Tokenizers detokenize to str, bytes or a scalar tensor depending on their workflow.
+        return _to_str(self.model.tokenizer.detokenize(tokens)) if tokens else ""
+
     def _call(self, cell: Cell, texts: list[str]):
         try:
             return self.generate_batch(texts)
@@ -216,6 +216,8 @@ class CellRunner:
 
 
 def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if hasattr(value, "numpy"):
         value = value.numpy()
     if isinstance(value, np.ndarray):
@@ -325,6 +327,7 @@ class Runner:
                                  else self.spec.output.root)
         self.console = console or Console(stderr=True)
         self.progress = progress
+        self._cell_runner: CellRunner | None = None  # the last run_cells' (compile count)
 
     def start(self, run_id: str | None = None) -> tuple[RunDir, Any, list[Prompt], list]:
         from samplerlab.models import load_model
@@ -419,7 +422,7 @@ class Runner:
         write_tables(run, self.loaded.cells)
         failed = [c["id"] for c in run.manifest["cells"] if c.get("status") == "failed"]
         status = "failed" if failed else "complete"
-        runner = getattr(self, "_cell_runner", None)
+        runner = self._cell_runner
         if runner is not None:
             run.manifest["compile_count"] = (run.manifest.get("compile_count") or 0) + \
                 runner.compile_count

@@ -27,6 +27,17 @@ def _softmax(logits: Any) -> Any:
     return keras.activations.softmax(logits, axis=-1)
 
 
+def _log_probs_and_entropy(logits: Any) -> tuple[Any, Any, Any]:
+    """Log-probabilities, probabilities and the entropy ``H(p)`` of each row (keepdims)."""
+    from keras import ops
+
+    log_probs = ops.log_softmax(logits, axis=-1)
+    probs = ops.exp(log_probs)
+    # 0 * -inf is nan: removed tokens contribute nothing to the entropy.
+    entropy = -ops.sum(ops.where(probs > 0, probs * log_probs, 0.0), axis=-1, keepdims=True)
+    return log_probs, probs, entropy
+
+
 class Temperature(Processor):
     """Divide the logits by ``temperature`` (< 1 sharpens, > 1 flattens).
 
@@ -114,10 +125,7 @@ class TypicalP(Processor):
     def process(self, logits: Any, context: Context) -> Any:
         from keras import ops
 
-        log_probs = ops.log_softmax(logits, axis=-1)
-        probs = ops.exp(log_probs)
-        # 0 * -inf is nan: removed tokens contribute nothing to the entropy.
-        entropy = -ops.sum(ops.where(probs > 0, probs * log_probs, 0.0), axis=-1, keepdims=True)
+        log_probs, probs, entropy = _log_probs_and_entropy(logits)
         shifted = ops.where(probs > 0, ops.abs(-log_probs - entropy), math.inf)
         # The smallest set, most typical first, whose mass reaches p (HF keeps the token
         # that crosses p; the most typical token is always kept).
@@ -156,9 +164,7 @@ class EtaCutoff(Processor):
     def process(self, logits: Any, context: Context) -> Any:
         from keras import ops
 
-        log_probs = ops.log_softmax(logits, axis=-1)
-        probs = ops.exp(log_probs)
-        entropy = -ops.sum(ops.where(probs > 0, probs * log_probs, 0.0), axis=-1, keepdims=True)
+        _, probs, entropy = _log_probs_and_entropy(logits)
         cutoff = ops.minimum(self.eta, ops.sqrt(self.eta) * ops.exp(-entropy))
         return keep(logits, ops.logical_or(probs >= cutoff, is_max(logits)))
 
