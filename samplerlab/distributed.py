@@ -92,6 +92,7 @@ class CellJob:
             ``samplerlab:NAME`` or a KerasHub preset name.
         sequence_length: the preprocessor's sequence length.
         dtype_policy: the spec's ``model.dtype_policy``.
+        fast_decoding: the spec's ``model.fast_decoding``.
         generation: the spec's ``generation`` section.
         metrics: the spec's ``metrics`` list.
         prompts: the prompts, already resolved by the driver.
@@ -104,6 +105,7 @@ class CellJob:
     model: str
     sequence_length: int
     dtype_policy: str | None
+    fast_decoding: bool
     generation: Any
     metrics: list[Any]
     prompts: list[Prompt]
@@ -134,12 +136,13 @@ def _worker_cell_runner(job: CellJob, shipped: list | None) -> Any:
     from samplerlab.models import load_model
     from samplerlab.runner import CellRunner
 
-    model_key = (job.model, job.sequence_length, job.dtype_policy)
+    model_key = (job.model, job.sequence_length, job.dtype_policy, job.fast_decoding)
     if model_key not in _WORKER_MODEL:
         _WORKER_MODEL.clear()
         _WORKER_RUNNERS.clear()
         reference = _local_preset(job.model, shipped)
-        _WORKER_MODEL[model_key] = load_model(reference, job.sequence_length, job.dtype_policy)
+        _WORKER_MODEL[model_key] = load_model(reference, job.sequence_length, job.dtype_policy,
+                                              job.fast_decoding)
     runner_key = (model_key, job.generation.model_dump_json())
     if runner_key not in _WORKER_RUNNERS:
         _WORKER_RUNNERS[runner_key] = CellRunner(_WORKER_MODEL[model_key], job.generation)
@@ -356,7 +359,8 @@ class RayExecutor:
     def _job_fields(runner: Any, reference: str, prompts: list[Prompt]) -> dict[str, Any]:
         spec = runner.spec
         return {"model": reference, "sequence_length": spec.model.sequence_length,
-                "dtype_policy": spec.model.dtype_policy, "generation": spec.generation,
+                "dtype_policy": spec.model.dtype_policy,
+                "fast_decoding": spec.model.fast_decoding, "generation": spec.generation,
                 "metrics": list(spec.metrics), "prompts": list(prompts),
                 "spec_seed": spec.seed, "plugins": extra_plugin_targets()}
 

@@ -423,7 +423,7 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
         copy_to_run_dir(result, Path(run_dir))
     model_spec = loaded_spec.spec.model
     tuned = load_model(str(result.preset_dir), model_spec.sequence_length,
-                       model_spec.dtype_policy)
+                       model_spec.dtype_policy, model_spec.fast_decoding)
     verb = "reused" if result.reused else "fine-tuned"
     tuned.notes = [*loaded_model.notes, f"{verb} {model_spec.preset} -> {result.preset_dir}"]
     tuned.preset = model_spec.preset

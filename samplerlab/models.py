@@ -18,6 +18,7 @@ from typing import Any
 
 from samplerlab._quiet import import_tensorflow_quietly
 from samplerlab.compilation import enable_compilation_cache
+from samplerlab.decoding import install_fast_decoding
 from samplerlab.errors import ModelLoadError, UserInputError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -101,6 +102,7 @@ class LoadedModel:
     path: str
     dtype_policy: str | None
     notes: list[str]
+    fast_decoding: bool = False
 
     @property
     def preprocessor(self) -> Any:
@@ -120,8 +122,12 @@ class LoadedModel:
 
 
 def load_model(preset: str, sequence_length: int = 128,
-               dtype_policy: str | None = None) -> LoadedModel:
-    """Load a causal LM and its preprocessor through KerasHub's ``from_preset``."""
+               dtype_policy: str | None = None, fast_decoding: bool = True) -> LoadedModel:
+    """Load a causal LM and its preprocessor through KerasHub's ``from_preset``.
+
+    With ``fast_decoding`` (the default) a GPT-2 gets samplerlab's copy-free cached
+    forward pass (:mod:`samplerlab.decoding`); other models are left as loaded.
+    """
     import_tensorflow_quietly()
     enable_compilation_cache()
     import keras_hub
@@ -144,7 +150,8 @@ def load_model(preset: str, sequence_length: int = 128,
             f"{_first_line(exc)}). Without network access, point model.preset at a local "
             "preset directory saved with save_to_preset (-o model.preset=PATH) or use the "
             "embedded model (-o model.preset=samplerlab:tiny-en).") from exc
-    return LoadedModel(causal_lm, preset, path, policy, [note] if note else [])
+    fast = fast_decoding and install_fast_decoding(causal_lm)
+    return LoadedModel(causal_lm, preset, path, policy, [note] if note else [], fast)
 
 
 def _first_line(exc: BaseException) -> str:

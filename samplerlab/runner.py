@@ -308,7 +308,7 @@ def new_manifest(loaded: LoadedSpec, model: Any, run_id: str) -> dict[str, Any]:
         "versions": versions(), "backend": keras.config.backend(), "devices": _device_names(),
         "git_revision": git_revision(), "seed": loaded.spec.seed,
         "model": {"preset": model.preset, "path": model.path,
-                  "dtype_policy": model.dtype_policy},
+                  "dtype_policy": model.dtype_policy, "fast_decoding": model.fast_decoding},
         "notes": list(model.notes), "started": now(), "finished": None, "status": "running",
         "cells": [{"id": c.id, "index": c.index, "label": c.label, "sampler": c.sampler,
                    "params": c.params, "status": "pending", "error": None, "timing": None,
@@ -337,7 +337,7 @@ class Runner:
         run_id = run_id or self.spec.output.run_id or default_run_id()
         target = safe_run_dir(self.results_root, self.spec.name, run_id)
         model = load_model(self.spec.model.preset, self.spec.model.sequence_length,
-                           self.spec.model.dtype_policy)
+                           self.spec.model.dtype_policy, self.spec.model.fast_decoding)
         check_prompts(self.loaded, model, prompts)
         for note in model.notes:
             self.console.print(f"[yellow]note:[/] {note}")
@@ -352,7 +352,7 @@ class Runner:
         prompts = resolve_prompts(self.loaded)
         metrics = self._metrics()
         model = load_model(self.spec.model.preset, self.spec.model.sequence_length,
-                           self.spec.model.dtype_policy)
+                           self.spec.model.dtype_policy, self.spec.model.fast_decoding)
         check_prompts(self.loaded, model, prompts)
         model = self._finetune(model, run)
         run.sync_from_records()

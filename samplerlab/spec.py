@@ -44,6 +44,10 @@ class ModelSpec(_Strict):
     dtype_policy: str | None = Field(None, description=(
         "Keras dtype policy, e.g. float32, bfloat16, mixed_float16. mixed_float16 falls "
         "back to float32 on CPU, where half precision is slower"))
+    fast_decoding: bool = Field(True, description=(
+        "run GPT-2's cached forward pass with samplerlab's per-layer key/value cache "
+        "(same layers, same tokens, no cache copies per step; docs/performance.md). false "
+        "runs KerasHub's own call_with_cache"))
 
     @field_validator("dtype_policy")
     @classmethod

@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
                                  field="finetune")
         console = Console(stderr=True, quiet=quiet)
         m = loaded.spec.model
-        model = load_model(m.preset, m.sequence_length, m.dtype_policy)
+        model = load_model(m.preset, m.sequence_length, m.dtype_policy, m.fast_decoding)
         result = finetune_from_spec(loaded, model,
                                     results_root=results_root or loaded.spec.output.root,
                                     console=console)

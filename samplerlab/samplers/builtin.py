@@ -1,9 +1,10 @@
 """Factories for KerasHub's six samplers, with their parameters typed and range-checked.
 
-top_k, top_p and random build samplerlab's traced-parameter versions (their numeric
-parameters are inputs of the compiled generate function, so a sweep compiles once;
-top_p and random also avoid a vocabulary sort / a per-token Gumbel draw); greedy, beam
-and contrastive are KerasHub's own classes.
+top_k, top_p, random and contrastive build samplerlab's traced-parameter versions (their
+numeric parameters are inputs of the compiled generate function, so a sweep compiles
+once; top_p and random also avoid a vocabulary sort / a per-token Gumbel draw, and
+contrastive avoids copying the cache for its candidates); greedy and beam are KerasHub's
+own classes.
 
 The annotations are the validation: samplerlab checks a spec's parameters against them
 (without importing Keras) before any model loads, and ``samplerlab samplers`` shows them.
@@ -61,9 +62,9 @@ def contrastive(k: Annotated[int, Field(ge=1)] = 5,
                 alpha: Annotated[float, Field(ge=0, le=1)] = 0.5,
                 temperature: Temperature = 1.0):
     """Contrastive search: confidence minus alpha x degeneration penalty (Su et al. 2022)."""
-    import keras_hub
+    from samplerlab.samplers.contrastive import FastContrastiveSampler
 
-    return keras_hub.samplers.ContrastiveSampler(k=k, alpha=alpha, temperature=temperature)
+    return FastContrastiveSampler(k=k, alpha=alpha, temperature=temperature)
 
 
 BUILTIN_SAMPLERS = {
