@@ -28,18 +28,26 @@ SAMPLER_PARAMS: dict[str, dict[str, Any]] = {
               "seed": 1},
 }
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[tuple[str, bool], Any] = {}
 
 
-def loaded_model(name: str) -> Any:
-    """A :class:`samplerlab.models.LoadedModel` around a freshly built model (cached)."""
-    if name not in _MODELS:
+def loaded_model(name: str, fast: bool = True) -> Any:
+    """A :class:`samplerlab.models.LoadedModel` around a freshly built model (cached).
+
+    ``fast=True`` is what ``samplerlab run`` loads (samplerlab's cached forward pass,
+    :mod:`samplerlab.decoding`); ``fast=False`` is KerasHub as shipped, the baseline of
+    the raw-KerasHub comparisons. Both are built from the same seed: same weights.
+    """
+    if (name, fast) not in _MODELS:
+        from samplerlab.decoding import install_fast_decoding
         from samplerlab.models import LoadedModel, build_gpt2_124m, build_tiny_causal_lm
 
         lm = (build_gpt2_124m(MAX_LENGTH) if name == "gpt2_124m"
               else build_tiny_causal_lm(sequence_length=MAX_LENGTH))
-        _MODELS[name] = LoadedModel(lm, preset=name, path="", dtype_policy=None, notes=[])
-    return _MODELS[name]
+        installed = fast and install_fast_decoding(lm)
+        _MODELS[name, fast] = LoadedModel(lm, preset=name, path="", dtype_policy=None,
+                                          notes=[], fast_decoding=installed)
+    return _MODELS[name, fast]
 
 
 def sampler_names() -> list[str]:

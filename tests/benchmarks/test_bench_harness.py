@@ -54,30 +54,43 @@ def raw_generate(model, n: int):
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("model_name", MODELS)
 def test_harness_overhead(benchmark, model_name, batch):
-    """Target 1: one samplerlab cell / ``generate`` on the same batch and sampler <= 1.03."""
-    model = loaded_model(model_name)
+    """Target 1: one samplerlab cell / ``generate`` on the same batch and sampler <= 1.03.
+
+    ``ratio``: against KerasHub as shipped (its own ``call_with_cache``);
+    ``harness_ratio``: against ``generate`` on the same fast-decoding model, i.e. the
+    harness's own cost alone.
+    """
+    model, stock = loaded_model(model_name), loaded_model(model_name, fast=False)
     runner, the_cell, the_prompts = cell_runner(model, batch), cell("top_k", {"k": 5}), \
         prompts(batch)
     runner.run(the_cell, the_prompts, seed=1)  # compiles; raw generate reuses the function
-    direct = raw_generate(model, batch)
-    direct()
-    reference = Baseline(direct)
+    stock.causal_lm.compile(sampler=build_sampler("top_k"))
+    direct, same_model = raw_generate(stock, batch), raw_generate(model, batch)
+    direct(), same_model()
+    reference, same = Baseline(direct), Baseline(same_model)
+
+    def setup():
+        reference.setup()
+        same.setup()
+
     benchmark.pedantic(lambda: runner.run(the_cell, the_prompts, seed=1),
-                       setup=reference.setup, rounds=ROUNDS[model_name], iterations=1)
-    record(benchmark, samplerlab_cell_s=benchmark.stats.stats.median,
-           keras_hub_generate_s=reference.median,
-           ratio=benchmark.stats.stats.median / reference.median,
-           compile_count=runner.compile_count, load=load_note())
+                       setup=setup, rounds=ROUNDS[model_name], iterations=1)
+    ours = benchmark.stats.stats.median
+    record(benchmark, samplerlab_cell_s=ours, keras_hub_generate_s=reference.median,
+           ratio=ours / reference.median, same_model_generate_s=same.median,
+           harness_ratio=ours / same.median, compile_count=runner.compile_count,
+           load=load_note())
     assert runner.compile_count == 1
 
 
 @pytest.mark.parametrize("model_name", MODELS)
 def test_batching(benchmark, model_name):
     """Target 5: (8 single calls / one 8-prompt cell) >= 0.95 x (8 singles / raw batch)."""
-    model = loaded_model(model_name)
+    model, stock = loaded_model(model_name), loaded_model(model_name, fast=False)
     runner, the_cell, eight = cell_runner(model, 8), cell("top_k", {"k": 5}), prompts(8)
     runner.run(the_cell, eight, seed=1)
-    single, batched = raw_generate(model, 1), raw_generate(model, 8)
+    stock.causal_lm.compile(sampler=build_sampler("top_k"))
+    single, batched = raw_generate(stock, 1), raw_generate(stock, 8)
     single(), batched()  # both shapes compiled before timing
 
     singles, raw = Baseline(lambda: [single() for _ in range(8)]), Baseline(batched)

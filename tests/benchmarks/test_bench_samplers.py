@@ -40,10 +40,13 @@ def test_sampler(benchmark, model_name, sampler, batch):
 
 
 def _versus(benchmark, model_name: str, batch: int, ours: str, baseline: str,
-            baseline_sampler=None) -> float:
+            baseline_sampler=None, baseline_as_shipped: bool = False) -> float:
+    """``ours`` on what ``samplerlab run`` loads against ``baseline`` on the same model, or
+    (``baseline_as_shipped``) on KerasHub as shipped."""
     model = loaded_model(model_name)
     base_call, base_first = compiled_call(
-        model, baseline_sampler or build_sampler(baseline), batch)
+        loaded_model(model_name, fast=not baseline_as_shipped),
+        baseline_sampler or build_sampler(baseline), batch)
     # Each compile replaces the model's generate function: keep the first one's closure.
     ours_call, ours_first = compiled_call(model, build_sampler(ours), batch)
     reference = Baseline(base_call)
@@ -70,7 +73,8 @@ def test_keras_hub_top_p_vs_ours(benchmark, batch):
     import keras_hub
 
     _versus(benchmark, "tiny", batch, "top_p", "keras_hub_top_p",
-            baseline_sampler=keras_hub.samplers.TopPSampler(p=0.9, seed=1))
+            baseline_sampler=keras_hub.samplers.TopPSampler(p=0.9, seed=1),
+            baseline_as_shipped=True)
 
 
 @pytest.mark.parametrize("batch", [1, 8])
@@ -78,3 +82,14 @@ def test_keras_hub_top_p_vs_ours(benchmark, batch):
 def test_contrastive_vs_greedy(benchmark, model_name, batch):
     """Target 6: contrastive search (k=4, alpha=0.6) <= 1.5x greedy."""
     _versus(benchmark, model_name, batch, "contrastive", "greedy")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_keras_hub_contrastive_vs_ours(benchmark, model_name, batch):
+    """KerasHub's ContrastiveSampler on KerasHub as shipped next to samplerlab's."""
+    import keras_hub
+
+    _versus(benchmark, model_name, batch, "contrastive", "keras_hub_contrastive",
+            baseline_sampler=keras_hub.samplers.ContrastiveSampler(k=4, alpha=0.6),
+            baseline_as_shipped=True)
