@@ -81,6 +81,39 @@ def test_top_p_samples_the_renormalised_nucleus_like_keras_hub():
     assert_matches(theirs, expected, draws)
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_in_nucleus_is_the_threshold_test_for_every_token(p, scale):
+    """Rejection's acceptance test keeps exactly the tokens the bisection keeps."""
+    from samplerlab.samplers.fast_ops import in_nucleus, nucleus_threshold
+
+    probs = peaked_rows(3, 300, scale, seed=5)
+    tokens = np.tile(np.arange(300, dtype=np.int32), (3, 1))
+    accepted = np.stack([np.asarray(in_nucleus(probs, tokens[:, i:i + 1], p))[:, 0]
+                         for i in range(300)], axis=1)
+    np.testing.assert_array_equal(accepted, probs >= np.asarray(nucleus_threshold(probs, p)))
+    for row, keep in zip(probs, accepted, strict=True):
+        np.testing.assert_array_equal(keep, holtzman_keep(row, p))
+
+
+@pytest.mark.parametrize("tries", [0, 1, 8])
+@pytest.mark.parametrize("p", [0.3, 0.9])
+def test_sample_nucleus_draws_the_renormalised_nucleus(tries, p):
+    """Rejection, the bisection fallback (tries=0) and a mix of both give one distribution."""
+    import keras
+
+    from samplerlab.samplers.fast_ops import sample_nucleus
+
+    row = peaked_rows(1, 12, 1.0, seed=9)[0]
+    keep = holtzman_keep(row, p)
+    draws = 20000
+    tokens = sample_nucleus(np.tile(row, (draws, 1)), p, keras.random.SeedGenerator(3),
+                            tries=tries)
+    freq = frequencies(tokens, 12)
+    assert freq[~keep].sum() == 0
+    assert_matches(freq, np.where(keep, row, 0) / row[keep].sum(), draws)
+
+
 def test_sample_from_weights_across_blocks_never_draws_a_zero_weight():
     import keras
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import keras_hub
-from keras import ops
 
-from samplerlab.samplers.fast_ops import nucleus_threshold, sample_from_weights
+from samplerlab.samplers.fast_ops import sample_nucleus
 from samplerlab.samplers.traced_params import TracedParams
 
 
@@ -15,13 +14,14 @@ class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
 
     Samples from the smallest set of most probable tokens whose mass reaches ``p``,
     renormalised: the same kept set and distribution as ``keras_hub.samplers.TopPSampler``
-    (which keeps a token when the mass sorted before it is ``<= p``), but the threshold is
-    found by bisection (:func:`~samplerlab.samplers.fast_ops.nucleus_threshold`) instead
-    of sorting all 50,257 GPT-2 tokens every step, and the draw is an inverse-CDF draw
-    with one uniform variate per row (:func:`~samplerlab.samplers.fast_ops.sample_from_weights`)
-    instead of one Gumbel variate per token. Rows with tied probabilities at the
-    threshold keep all the tied tokens (a sort keeps the lower ids first); the random
-    stream differs from KerasHub's, the distribution does not.
+    (which keeps a token when the mass sorted before it is ``<= p``), without sorting all
+    50,257 GPT-2 tokens every step: a token drawn from the full distribution (inverse
+    CDF, one uniform variate) is kept when the mass of the tokens more probable than it is
+    ``<= p`` (one masked sum), else drawn again
+    (:func:`~samplerlab.samplers.fast_ops.sample_nucleus`; ~1/p draws per row, with an
+    exact bisection fallback). Rows with tied probabilities at the threshold keep all the
+    tied tokens (a sort keeps the lower ids first); the random stream differs from
+    KerasHub's, the distribution does not.
 
     With ``k`` set, KerasHub's own algorithm runs on the ``k`` most probable tokens only
     (cheap for small ``k``), token for token as ``TopPSampler(p, k)``.
@@ -56,5 +56,4 @@ class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
     def get_next_token(self, probabilities):
         if self.k is not None:
             return super().get_next_token(probabilities)
-        keep = probabilities >= nucleus_threshold(probabilities, self.p)
-        return sample_from_weights(ops.where(keep, probabilities, 0.0), self.seed_generator)
+        return sample_nucleus(probabilities, self.p, self.seed_generator)
