@@ -42,7 +42,11 @@ def main(batches: list[int]) -> None:
     import jax
     import jax.numpy as jnp
 
-    from samplerlab.samplers.fast_ops import nucleus_threshold, sample_from_weights
+    from samplerlab.samplers.fast_ops import (
+        nucleus_threshold,
+        sample_from_weights,
+        sample_nucleus,
+    )
 
     key = jax.random.key(1)
     ops = {
@@ -54,6 +58,7 @@ def main(batches: list[int]) -> None:
         "categorical over vocab (random)": lambda x: jax.random.categorical(key, jnp.log(x)),
         "nucleus_threshold (bisection)": lambda x: nucleus_threshold(x, 0.9),
         "sample_from_weights (inverse CDF)": lambda x: sample_from_weights(x, key),
+        "sample_nucleus (rejection, top_p)": lambda x: sample_nucleus(x, 0.9, key),
     }
     for batch in batches:
         for name, op in ops.items():

@@ -1,0 +1,69 @@
+"""Where one compiled generate call spends its time, per XLA op (``jax.profiler`` trace).
+
+Builds the GPT-2 124M architecture (random weights), compiles a sampler, traces one steady
+generate call of 128 tokens and prints the ops' total time, grouped by name (numbered
+instances such as ``transpose_copy_fusion.7`` folded together). This is the profile
+behind the fast decoding path and the contrastive sampler (docs/performance.md).
+
+Usage: python scripts/profile_trace.py [BATCH] [SAMPLER] [--keras-hub]
+  SAMPLER: a built-in name (default greedy); --keras-hub: KerasHub's own call_with_cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def main(argv: list[str]) -> None:
+    import jax
+
+    from samplerlab.decoding import install_fast_decoding
+    from samplerlab.models import build_gpt2_124m
+    from samplerlab.plugins import get_plugin_manager
+
+    args = [a for a in argv if not a.startswith("--")]
+    batch = int(args[0]) if args else 8
+    sampler = args[1] if len(args) > 1 else "greedy"
+    lm = build_gpt2_124m(128)
+    if "--keras-hub" not in argv:
+        install_fast_decoding(lm)
+    params = {"contrastive": {"k": 4, "alpha": 0.6}}.get(sampler, {})
+    lm.compile(sampler=get_plugin_manager().registry("samplers")[sampler].build(**params))
+    inputs = lm.preprocessor.generate_preprocess(["My trip to Yosemite was"] * batch,
+                                                 sequence_length=128)
+    fn = lm.make_generate_function()
+    fn(inputs, stop_token_ids=None)["token_ids"].block_until_ready()
+    with tempfile.TemporaryDirectory() as directory:
+        with jax.profiler.trace(directory, create_perfetto_trace=True):
+            start = time.perf_counter()
+            fn(inputs, stop_token_ids=None)["token_ids"].block_until_ready()
+            seconds = time.perf_counter() - start
+        path = glob.glob(f"{directory}/**/*.trace.json.gz", recursive=True)[0]
+        with gzip.open(path) as trace:
+            events = json.load(trace)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    total, count = collections.Counter(), collections.Counter()
+    for event in events:
+        name = event.get("name", "")
+        if event.get("ph") == "X" and "dur" in event and not name.startswith(
+                ("Thunk", "$", "Slinky", "end:")):
+            op = re.sub(r"\.\d+$", "", name)
+            total[op] += event["dur"]
+            count[op] += 1
+    print(f"{sampler}, batch {batch}: one call {seconds:.2f} s (under the profiler)")
+    for op, micros in total.most_common(15):
+        print(f"{micros / 1e3:10.1f} ms {count[op]:7d}x  {op}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
