@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from samplerlab.data import Prompt, resolve_prompts
 from samplerlab.errors import SamplerlabError, UserInputError
 from samplerlab.plugins import get_plugin_manager
+from samplerlab.programs import ProgramCache
 from samplerlab.results import RunDir, default_run_id, git_revision, now, safe_run_dir, versions
 from samplerlab.spec import Cell, LoadedSpec
 
@@ -105,6 +106,8 @@ class CellRunner:
         self.stop_token_ids = ((model.end_token_id,) if generation.stop_at_end_token else None)
         self.compile_count = 0
         self._structure: Any = None
+        self.programs = ProgramCache()
+        self._program_ready = False
 
     def install(self, sampler: Any) -> bool:
         """Put ``sampler`` on the model; return True when that needs a fresh compile.
@@ -117,11 +120,12 @@ class CellRunner:
         lm = self.model.causal_lm
         key_fn = getattr(sampler, "structure_key", None)
         key = key_fn() if callable(key_fn) else None
-        if key is not None and key == self._structure and lm.generate_function is not None:
+        ready = lm.generate_function is not None or self._program_ready
+        if key is not None and key == self._structure and ready:
             lm.sampler = sampler
             return False
         lm.compile(sampler=sampler)
-        self._structure = key
+        self._structure, self._program_ready = key, False
         self.compile_count += 1
         return True
 
@@ -147,7 +151,11 @@ class CellRunner:
         inputs = self.model.preprocessor.generate_preprocess(
             texts, sequence_length=self.generation.max_length)
         prompt_mask = np.asarray(inputs["padding_mask"])
-        fn = lm.make_generate_function()
+        # An exported program (kept on disk for the next process) where the sampler's
+        # code allows it, else KerasHub's own compiled function.
+        fn = self.programs.generate_function(lm, inputs, self.stop_token_ids)
+        self._program_ready = fn is not None
+        fn = fn or lm.make_generate_function()
         start = time.perf_counter()
         out = fn(inputs, stop_token_ids=self.stop_token_ids)
         out = {k: np.asarray(v) for k, v in out.items()}  # blocks until the device is done
