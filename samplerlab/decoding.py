@@ -150,9 +150,10 @@ def _self_attention(attention: Any, x: Any, cache: tuple, index: Any, mask: Any)
     value_cache = ops.slice_update(
         value_cache, start, ops.transpose(attention._value_dense(x), (0, 2, 1, 3)))
     logits_dtype = "float32" if query.dtype in ("float16", "bfloat16") else query.dtype
-    logits = ops.einsum("bqnd,bnkd->bnqk", query, key_cache)
-    logits = ops.cast(logits, logits_dtype) * ops.cast(
-        attention._inverse_sqrt_key_dim, logits_dtype)
+    # Half-precision products accumulate in float32, as dot_product_attention asks for.
+    logits = ops.einsum("bqnd,bnkd->bnqk", ops.cast(query, logits_dtype),
+                        ops.cast(key_cache, logits_dtype))
+    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits_dtype)
     # keras.ops.dot_product_attention (JAX) masks with -0.7 * finfo.max, then softmaxes
     # in float32.
     large_negative = -0.7 * float(np.finfo(np.dtype(logits_dtype)).max)
@@ -216,12 +217,12 @@ def _candidate_attention(attention: Any, x: Any, cache: tuple, index: Any) -> tu
     index = ops.cast(index, "int32")
     own = (keys == index)[None, None, None, :]
     # The candidate's own key sits where KerasHub would have written it: column `index`.
-    logits = ops.einsum("bqnd,bnkd->bnqk", query, key_cache)
-    own_logit = ops.einsum("bqnd,bqnd->bnq", query, key)[..., None]
-    logits = ops.where(own, own_logit, logits)
     logits_dtype = "float32" if query.dtype in ("float16", "bfloat16") else query.dtype
-    logits = ops.cast(logits, logits_dtype) * ops.cast(
-        attention._inverse_sqrt_key_dim, logits_dtype)
+    query_up = ops.cast(query, logits_dtype)
+    logits = ops.einsum("bqnd,bnkd->bnqk", query_up, ops.cast(key_cache, logits_dtype))
+    own_logit = ops.einsum("bqnd,bqnd->bnq", query_up, ops.cast(key, logits_dtype))[..., None]
+    logits = ops.where(own, own_logit, logits)
+    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits_dtype)
     large_negative = -0.7 * float(np.finfo(np.dtype(logits_dtype)).max)
     logits = ops.where((keys <= index)[None, None, None, :], logits,
                        ops.cast(large_negative, logits_dtype))

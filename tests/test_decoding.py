@@ -104,3 +104,13 @@ def test_the_manifest_records_the_setting(base_spec, write_spec, tmp_path):
     run_dir = run(write_spec(spec), results_root=tmp_path / "results", progress=False).run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["model"]["fast_decoding"] is False
+
+
+def test_bfloat16_generate_is_keras_hubs_too(tiny_preset):
+    """Half-precision compute: attention logits and softmax in float32, as KerasHub does."""
+    from samplerlab.models import load_model
+
+    lm = load_model(str(tiny_preset), sequence_length=64, dtype_policy="bfloat16",
+                    fast_decoding=False).causal_lm
+    make = _samplers()["greedy"]
+    assert _generate(lm, make, fast=True) == _generate(lm, make, fast=False)
