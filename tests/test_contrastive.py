@@ -10,16 +10,27 @@ from samplerlab.samplers.contrastive import FastContrastiveSampler
 PROMPTS = ["My trip to Yosemite was", "The", "Once upon a time in a land far away there"]
 
 
-@pytest.fixture(scope="module", params=["tiny", "embedded"])
-def fast_lm(request, tiny_preset):
-    """A fast-decoding model: the random tiny preset and the trained embedded one (whose
-    peaked distributions make the penalty decide more often)."""
+@pytest.fixture(scope="module")
+def fast_models(tiny_preset):
+    """Fast-decoding models, loaded once: the random tiny preset and the trained embedded
+    one (whose peaked distributions make the penalty decide more often)."""
     from samplerlab.models import load_model
 
-    preset = str(tiny_preset) if request.param == "tiny" else "samplerlab:tiny-en"
-    model = load_model(preset, sequence_length=64)
-    assert model.fast_decoding
-    return model.causal_lm
+    models = {}
+
+    def get(name: str):
+        if name not in models:
+            preset = str(tiny_preset) if name == "tiny" else "samplerlab:tiny-en"
+            models[name] = load_model(preset, sequence_length=64)
+            assert models[name].fast_decoding
+        return models[name].causal_lm
+
+    return get
+
+
+@pytest.fixture
+def fast_lm(fast_models):
+    return fast_models("tiny")
 
 
 def _generate(lm, sampler, max_length: int = 40) -> list[str]:
@@ -27,14 +38,17 @@ def _generate(lm, sampler, max_length: int = 40) -> list[str]:
     return list(lm.generate(PROMPTS, max_length=max_length))
 
 
-@pytest.mark.parametrize("k,alpha,temperature", [(4, 0.6, 1.0), (2, 0.0, 1.0), (5, 1.0, 1.0),
-                                                 (3, 0.4, 0.7), (1, 0.5, 1.0)])
-def test_token_for_token_keras_hubs_contrastive_search(fast_lm, k, alpha, temperature):
+@pytest.mark.parametrize("model,k,alpha,temperature", [
+    ("tiny", 4, 0.6, 1.0), ("tiny", 1, 0.5, 1.0), ("embedded", 3, 0.4, 0.7),
+    ("embedded", 5, 1.0, 1.0), ("embedded", 2, 0.0, 1.0)])
+def test_token_for_token_keras_hubs_contrastive_search(fast_models, model, k, alpha,
+                                                       temperature):
     import keras_hub
 
+    lm = fast_models(model)
     theirs = keras_hub.samplers.ContrastiveSampler(k=k, alpha=alpha, temperature=temperature)
     ours = FastContrastiveSampler(k=k, alpha=alpha, temperature=temperature)
-    assert _generate(fast_lm, ours) == _generate(fast_lm, theirs)
+    assert _generate(lm, ours) == _generate(lm, theirs)
 
 
 def test_it_runs_the_shared_cache_path_on_a_fast_model(fast_lm, monkeypatch):
