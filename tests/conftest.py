@@ -35,6 +35,21 @@ def tiny_model(tiny_preset):
     return load_model(str(tiny_preset), sequence_length=64)
 
 
+@pytest.fixture
+def trace_counter(monkeypatch):
+    """``watch(lm)`` returns a list that grows each time ``lm.generate_step`` is traced
+    (once per compiled generate program)."""
+
+    def watch(lm) -> list:
+        traces: list[int] = []
+        step = lm.generate_step
+        monkeypatch.setattr(lm, "generate_step",
+                            lambda *a, **k: (traces.append(1), step(*a, **k))[1])
+        return traces
+
+    return watch
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugins():
     """Each test starts from the built-in and installed plugins only."""

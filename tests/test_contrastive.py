@@ -86,12 +86,9 @@ def test_alpha_and_temperature_are_traced_k_is_static():
         {"k": 4, "alpha": 0.3, "temperature": 0.7}, abs=1e-6)
 
 
-def test_an_alpha_sweep_traces_once_and_equals_fresh_compiles(tiny_model, monkeypatch):
+def test_an_alpha_sweep_traces_once_and_equals_fresh_compiles(tiny_model, trace_counter):
     lm = tiny_model.causal_lm
-    traces = []
-    generate_step = lm.generate_step
-    monkeypatch.setattr(lm, "generate_step",
-                        lambda *a, **k: (traces.append(1), generate_step(*a, **k))[1])
+    traces = trace_counter(lm)
     inputs = tiny_model.preprocessor.generate_preprocess(PROMPTS, sequence_length=24)
 
     def generate(sampler=None):

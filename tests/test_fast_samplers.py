@@ -180,14 +180,11 @@ def test_token_for_token_parity_with_keras_hub(tiny_model, ours, theirs):
     np.testing.assert_array_equal(ours_out, theirs_out)
 
 
-def test_a_four_value_sweep_traces_once_and_equals_fresh_compiles(tiny_model, monkeypatch):
+def test_a_four_value_sweep_traces_once_and_equals_fresh_compiles(tiny_model, trace_counter):
     from samplerlab.samplers.builtin import top_p
 
     lm = tiny_model.causal_lm
-    traces = []
-    generate_step = lm.generate_step
-    monkeypatch.setattr(lm, "generate_step",
-                        lambda *a, **k: (traces.append(1), generate_step(*a, **k))[1])
+    traces = trace_counter(lm)
     inputs = tiny_model.preprocessor.generate_preprocess(PROMPTS, sequence_length=12)
     swept = [generate(lm, inputs, top_p(p=0.2, seed=5))]
     for p in (0.5, 0.8, 1.0):
