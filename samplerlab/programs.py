@@ -70,11 +70,17 @@ def program_key(causal_lm: Any, inputs: dict, stop_token_ids: tuple | None) -> s
         "model": _model_digest(causal_lm),
         "sampler": [f"{type(sampler).__module__}.{type(sampler).__qualname__}", structure,
                     [(tuple(v.shape), str(v.dtype)) for v in sampler.variables]],
-        "inputs": {k: [tuple(v.shape), str(v.dtype)] for k, v in sorted(inputs.items())},
+        "inputs": {k: [tuple(v.shape), _dtype_name(v)] for k, v in sorted(inputs.items())},
         "stop_token_ids": list(stop_token_ids) if stop_token_ids is not None else None,
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _dtype_name(tensor: Any) -> str:
+    """``int32`` whether the preprocessor handed over a NumPy, TensorFlow or JAX tensor."""
+    dtype = tensor.dtype
+    return str(getattr(dtype, "name", dtype))
 
 
 def _model_digest(causal_lm: Any) -> str:
@@ -130,10 +136,11 @@ class ProgramCache:
             return None
         from keras import ops, tree
 
-        inputs = tree.map_structure(ops.convert_to_tensor, inputs)
         key = program_key(causal_lm, inputs, stop_token_ids)
         if key not in self._loaded:
-            self._loaded[key] = self._load_or_export(key, causal_lm, inputs, stop_token_ids)
+            self._loaded[key] = self._load_or_export(
+                key, causal_lm, tree.map_structure(ops.convert_to_tensor, inputs),
+                stop_token_ids)
         program = self._loaded[key]
 
         def call(inputs: dict, stop_token_ids: Any = None) -> dict:
