@@ -25,6 +25,7 @@ decoder layers are left alone.
 
 from __future__ import annotations
 
+from functools import partial
 from types import MethodType
 from typing import Any
 
@@ -103,18 +104,27 @@ def fast_call_with_cache(self: Any, token_ids: Any, cache: tuple,
     Returns ``(logits, hidden_states, cache)`` like KerasHub's method.
     """
     backbone = self.backbone
-    tokens = backbone.token_embedding(token_ids)
-    positions = backbone.position_embedding(tokens, start_index=cache_update_index)
-    x = backbone.embeddings_add((tokens, positions))
-    x = backbone.embeddings_dropout(x)
+    x = _embed(backbone, token_ids, cache_update_index)
     mask = _causal_mask(x, cache[0][0], cache_update_index)
     updated = []
     for layer, layer_cache in zip(backbone.transformer_layers, cache, strict=True):
-        x, layer_cache = _decoder_layer(layer, x, layer_cache, cache_update_index, mask)
+        x, layer_cache = _decoder_layer(layer, x, partial(
+            _self_attention, cache=layer_cache, index=cache_update_index, mask=mask))
         updated.append(layer_cache)
     hidden_states = x = backbone.layer_norm(x)
     logits = backbone.token_embedding(x, reverse=True)
     return logits, hidden_states, tuple(updated)
+
+
+def _embed(backbone: Any, token_ids: Any, index: Any, one_position: bool = False) -> Any:
+    """Token plus position embeddings from ``index`` on (all at ``index``: candidates)."""
+    from keras import ops
+
+    tokens = backbone.token_embedding(token_ids)
+    positions = backbone.position_embedding(tokens[:, :1] if one_position else tokens,
+                                            start_index=index)
+    x = backbone.embeddings_add((tokens, ops.broadcast_to(positions, ops.shape(tokens))))
+    return backbone.embeddings_dropout(x)
 
 
 def _causal_mask(x: Any, key_cache: Any, index: Any) -> Any:
@@ -126,16 +136,17 @@ def _causal_mask(x: Any, key_cache: Any, index: Any) -> Any:
     return (ops.arange(keys, dtype="int32")[None, :] <= rows)[None]
 
 
-def _decoder_layer(layer: Any, x: Any, cache: tuple, index: Any, mask: Any) -> tuple:
-    """One pre-norm ``TransformerDecoder`` block (GPT-2), as its ``call`` computes it."""
+def _decoder_layer(layer: Any, x: Any, attend: Any) -> tuple:
+    """One pre-norm ``TransformerDecoder`` block (GPT-2), as its ``call`` computes it, with
+    ``attend(attention_layer, normed_x) -> (output, state)`` as its self-attention."""
     residual = x
     h = layer._self_attention_layer_norm(x)
-    h, cache = _self_attention(layer._self_attention_layer, h, cache, index, mask)
+    h, state = attend(layer._self_attention_layer, h)
     x = layer._self_attention_dropout(h) + residual
     residual = x
     h = layer._feedforward_layer_norm(x)
     h = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h))
-    return layer._feedforward_dropout(h) + residual, cache
+    return layer._feedforward_dropout(h) + residual, state
 
 
 def _self_attention(attention: Any, x: Any, cache: tuple, index: Any, mask: Any) -> tuple:
@@ -185,25 +196,13 @@ def candidate_forward(causal_lm: Any, tokens: Any, cache: tuple, index: Any) -> 
         norm, and per layer the candidates' ``(key, value)``, each
         ``(batch, k, heads, head_dim)``, for :func:`write_candidates`.
     """
-    from keras import ops
-
     backbone = causal_lm.backbone
-    tokens_embedded = backbone.token_embedding(tokens)
-    positions = backbone.position_embedding(tokens_embedded[:, :1], start_index=index)
-    x = backbone.embeddings_add(
-        (tokens_embedded, ops.broadcast_to(positions, ops.shape(tokens_embedded))))
-    x = backbone.embeddings_dropout(x)
+    x = _embed(backbone, tokens, index, one_position=True)
     updates = []
     for layer, layer_cache in zip(backbone.transformer_layers, cache, strict=True):
-        residual = x
-        h = layer._self_attention_layer_norm(x)
-        h, update = _candidate_attention(layer._self_attention_layer, h, layer_cache, index)
+        x, update = _decoder_layer(layer, x, partial(
+            _candidate_attention, cache=layer_cache, index=index))
         updates.append(update)
-        x = layer._self_attention_dropout(h) + residual
-        residual = x
-        h = layer._feedforward_layer_norm(x)
-        h = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h))
-        x = layer._feedforward_dropout(h) + residual
     return backbone.layer_norm(x), tuple(updates)
 
 
