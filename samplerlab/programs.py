@@ -171,7 +171,9 @@ class ProgramCache:
                 inputs, _state(causal_lm))
             self.exported += 1
             _write_atomically(path, exported.serialize())
-        return jax.jit(exported.call)
+        # Compiled ahead of time for these shapes: a call never recompiles because an
+        # argument changed only in committed-ness or weak type (assigned seed states).
+        return jax.jit(exported.call).lower(inputs, _state(causal_lm)).compile()
 
 
 def _state(causal_lm: Any) -> tuple:
