@@ -138,10 +138,16 @@ class ProgramCache:
 
         key = program_key(causal_lm, inputs, stop_token_ids)
         if key not in self._loaded:
-            self._loaded[key] = self._load_or_export(
-                key, causal_lm, tree.map_structure(ops.convert_to_tensor, inputs),
-                stop_token_ids)
+            try:
+                self._loaded[key] = self._load_or_export(
+                    key, causal_lm, tree.map_structure(ops.convert_to_tensor, inputs),
+                    stop_token_ids)
+            except Exception:  # noqa: BLE001 - never worse than KerasHub's own path,
+                # which reports a sampler's real errors as it always has
+                self._loaded[key] = None
         program = self._loaded[key]
+        if program is None:
+            return None
 
         def call(inputs: dict, stop_token_ids: Any = None) -> dict:
             outputs, sampler_values = program(tree.map_structure(ops.convert_to_tensor, inputs),

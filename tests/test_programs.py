@@ -155,3 +155,21 @@ def test_a_second_process_loads_the_program_instead_of_tracing_it(tiny_preset, t
     assert (first["exported"], first["loaded"]) == (1, 0)
     assert (second["exported"], second["loaded"]) == (0, 1)
     assert second["texts"] == first["texts"]
+
+
+def test_a_program_that_cannot_be_exported_falls_back_to_keras_hub(tiny_model, tmp_path,
+                                                                  monkeypatch):
+    from jax import export
+
+    from samplerlab.samplers.builtin import top_k
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("not exportable")
+
+    monkeypatch.setattr(export, "export", refuse)
+    lm = tiny_model.causal_lm
+    lm.compile(sampler=top_k(k=3, seed=1))
+    programs = ProgramCache(tmp_path)
+    assert programs.generate_function(lm, _inputs(tiny_model), None) is None
+    assert programs.generate_function(lm, _inputs(tiny_model), None) is None  # remembered
+    assert not list(tmp_path.iterdir())
