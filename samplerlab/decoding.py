@@ -160,18 +160,34 @@ def _self_attention(attention: Any, x: Any, cache: tuple, index: Any, mask: Any)
         key_cache, start, ops.transpose(attention._key_dense(x), (0, 2, 1, 3)))
     value_cache = ops.slice_update(
         value_cache, start, ops.transpose(attention._value_dense(x), (0, 2, 1, 3)))
-    logits_dtype = "float32" if query.dtype in ("float16", "bfloat16") else query.dtype
-    # Half-precision products accumulate in float32, as dot_product_attention asks for.
-    logits = ops.einsum("bqnd,bnkd->bnqk", ops.cast(query, logits_dtype),
-                        ops.cast(key_cache, logits_dtype))
-    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits_dtype)
-    # keras.ops.dot_product_attention (JAX) masks with -0.7 * finfo.max, then softmaxes
-    # in float32.
-    large_negative = -0.7 * float(np.finfo(np.dtype(logits_dtype)).max)
-    logits = ops.where(mask[:, None], logits, ops.cast(large_negative, logits_dtype))
-    weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value_cache.dtype)
+    logits = _scores(attention, query, key_cache)
+    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits.dtype)
+    weights = _masked_softmax(logits, mask[:, None], value_cache.dtype)
     output = ops.einsum("bnqk,bnkd->bqnd", weights, value_cache)
     return attention._output_dense(output), (key_cache, value_cache)
+
+
+def _logits_dtype(query: Any) -> str:
+    # Half-precision products accumulate in float32, as dot_product_attention asks for.
+    return "float32" if query.dtype in ("float16", "bfloat16") else query.dtype
+
+
+def _scores(attention: Any, query: Any, keys: Any, equation: str = "bqnd,bnkd->bnqk") -> Any:
+    """Unscaled query-key products in the logits dtype."""
+    from keras import ops
+
+    dtype = _logits_dtype(query)
+    return ops.einsum(equation, ops.cast(query, dtype), ops.cast(keys, dtype))
+
+
+def _masked_softmax(logits: Any, visible: Any, dtype: Any) -> Any:
+    """Scaled, masked attention weights the way ``keras.ops.dot_product_attention`` (JAX)
+    computes them: masked with ``-0.7 * finfo.max``, softmax in float32."""
+    from keras import ops
+
+    large_negative = -0.7 * float(np.finfo(np.dtype(logits.dtype)).max)
+    logits = ops.where(visible, logits, ops.cast(large_negative, logits.dtype))
+    return ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), dtype)
 
 
 def candidate_forward(causal_lm: Any, tokens: Any, cache: tuple, index: Any) -> tuple:
@@ -216,16 +232,10 @@ def _candidate_attention(attention: Any, x: Any, cache: tuple, index: Any) -> tu
     index = ops.cast(index, "int32")
     own = (keys == index)[None, None, None, :]
     # The candidate's own key sits where KerasHub would have written it: column `index`.
-    logits_dtype = "float32" if query.dtype in ("float16", "bfloat16") else query.dtype
-    query_up = ops.cast(query, logits_dtype)
-    logits = ops.einsum("bqnd,bnkd->bnqk", query_up, ops.cast(key_cache, logits_dtype))
-    own_logit = ops.einsum("bqnd,bqnd->bnq", query_up, ops.cast(key, logits_dtype))[..., None]
-    logits = ops.where(own, own_logit, logits)
-    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits_dtype)
-    large_negative = -0.7 * float(np.finfo(np.dtype(logits_dtype)).max)
-    logits = ops.where((keys <= index)[None, None, None, :], logits,
-                       ops.cast(large_negative, logits_dtype))
-    weights = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), value_cache.dtype)
+    logits = ops.where(own, _scores(attention, query, key, "bqnd,bqnd->bnq")[..., None],
+                       _scores(attention, query, key_cache))
+    logits = logits * ops.cast(attention._inverse_sqrt_key_dim, logits.dtype)
+    weights = _masked_softmax(logits, (keys <= index)[None, None, None, :], value_cache.dtype)
     own_weight = ops.sum(ops.where(own, weights, 0.0), axis=-1)   # (batch, heads, k)
     prefix_weights = ops.where(own, 0.0, weights)
     # One product per candidate: XLA:CPU runs the (batch, heads)-batched product with

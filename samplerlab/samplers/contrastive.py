@@ -6,6 +6,7 @@ from typing import Any
 
 import keras_hub
 from keras import ops
+from keras_hub.src.utils.tensor_utils import any_equal
 
 from samplerlab.decoding import (
     candidate_forward,
@@ -73,10 +74,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
             if stop_token_ids is None:
                 return True
             # Stop once every row has produced a *new* stop token.
-            generated = ops.logical_not(mask)
-            ended = ops.zeros_like(mask)
-            for token in stop_token_ids:
-                ended = ops.logical_or(ended, ops.logical_and(prompt == token, generated))
+            ended = any_equal(prompt, stop_token_ids, ops.logical_not(mask))
             return ops.logical_not(ops.all(ops.any(ended, axis=-1)))
 
         def body(prompt, cache, index, logits, hidden_states):
