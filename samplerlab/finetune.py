@@ -45,26 +45,31 @@ def batch_sizes(n_texts: int, batch_size: int, take_batches: int | None) -> list
     return sizes[:take_batches] if take_batches is not None else sizes
 
 
-def make_optimizer(name: str, learning_rate: float, *, end_learning_rate: float = 0.0,
-                   schedule: str = "polynomial_decay", total_steps: int = 1,
-                   weight_decay: float | None = None) -> Any:
-    """The tutorial's optimizer: Adam with PolynomialDecay(lr -> end_lr over total_steps)."""
+def learning_rate_schedule(learning_rate: float, *, end_learning_rate: float = 0.0,
+                           schedule: str = "polynomial_decay", total_steps: int = 1) -> Any:
+    """The tutorial's ``PolynomialDecay(lr -> end_lr over total_steps)``, or a constant."""
+    import keras
+
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "constant":
+        return learning_rate
+    return keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, decay_steps=max(1, total_steps), end_learning_rate=end_learning_rate)
+
+
+def make_optimizer(name: str, learning_rate: Any, *, weight_decay: float | None = None) -> Any:
+    """The tutorial's optimizer (Adam), or AdamW / SGD, over a rate or a schedule."""
     import keras
 
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    lr: Any = learning_rate
-    if schedule == "polynomial_decay":
-        lr = keras.optimizers.schedules.PolynomialDecay(
-            learning_rate, decay_steps=max(1, total_steps), end_learning_rate=end_learning_rate)
     if name == "adam":
-        return keras.optimizers.Adam(lr)
+        return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
         kwargs = {"weight_decay": weight_decay} if weight_decay is not None else {}
-        return keras.optimizers.AdamW(lr, **kwargs)
-    return keras.optimizers.SGD(lr)
+        return keras.optimizers.AdamW(learning_rate, **kwargs)
+    return keras.optimizers.SGD(learning_rate)
 
 
 def text_dataset(texts: Sequence[str], batch_size: int, take_batches: int | None = None,
@@ -168,9 +173,10 @@ def _distribute_variables(causal_lm: Any, distribution: Any) -> None:
     The model was built before the distribution existed, so its weights sit on one device;
     JAX refuses a step that mixes them with a batch sharded over several devices.
     """
+    from samplerlab.models.internals import relayout_variable
+
     for variable in causal_lm.variables:
-        variable._layout = distribution.get_variable_layout(variable)
-        variable._direct_assign(variable.value)
+        relayout_variable(variable, distribution.get_variable_layout(variable))
 
 
 def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epochs: int = 1,
@@ -240,18 +246,16 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         if distribution is not None:
             _distribute_variables(causal_lm, distribution)
-        opt = make_optimizer(optimizer, learning_rate, end_learning_rate=end_learning_rate,
-                             schedule=schedule, total_steps=total_steps,
-                             weight_decay=weight_decay)
+        lr = learning_rate_schedule(learning_rate, end_learning_rate=end_learning_rate,
+                                    schedule=schedule, total_steps=total_steps)
         causal_lm.compile(
-            optimizer=opt,
+            optimizer=make_optimizer(optimizer, lr, weight_decay=weight_decay),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             weighted_metrics=["accuracy"],
         )
-        lr = opt._learning_rate
 
         def schedule_fn(step: int) -> float:
-            return float(lr(step)) if callable(lr) else float(learning_rate)
+            return float(lr(step)) if callable(lr) else float(lr)
 
         recorder = _loss_recorder(sizes, steps_per_epoch, schedule_fn)
         all_callbacks = [recorder, *callbacks]
@@ -299,18 +303,6 @@ def finetune_key(material: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def build_source(loaded_spec: Any, ref: Any, loc: tuple) -> Any:
-    """The :class:`~samplerlab.datasets.TextSource` of a spec's dataset reference."""
-    from samplerlab.errors import UserInputError
-    from samplerlab.plugins import registry
-
-    try:
-        return registry("datasets").get_entry(ref.source).build(**ref.params)
-    except UserInputError as exc:
-        sub = tuple((exc.field or "").split(".")[:1]) if exc.field else ()
-        raise loaded_spec.error(exc.problem, loc + sub) from None
-
-
 def write_loss_curve(history: list[dict[str, Any]], directory: Path,
                      title: str = "fine-tuning") -> tuple[Path, Path | None]:
     """Save the per-step history as CSV and a seaborn line plot (PNG)."""
@@ -345,17 +337,14 @@ def write_loss_curve(history: list[dict[str, Any]], directory: Path,
 def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str | Path,
                        console: Any = None) -> FinetuneResult:
     """Fine-tune as ``spec.finetune`` says, or reuse the cached preset with the same key."""
-    from samplerlab.errors import DatasetError
+    from samplerlab.datasets.build import build_source, located
     from samplerlab.models import save_preset
 
     ft = loaded_spec.spec.finetune
     loc = ("finetune", "dataset")
-    source = build_source(loaded_spec, ft.dataset, loc)
-    try:
-        source.check()
+    source = build_source(loaded_spec, ft.dataset, loc, check=True)
+    with located(loaded_spec, loc):
         material = finetune_key_material(loaded_spec, source)
-    except DatasetError as exc:
-        raise loaded_spec.error(exc.problem, loc + ((exc.field,) if exc.field else ())) from None
     key = finetune_key(material)
     directory = Path(results_root) / "_finetuned" / key
     preset_dir = directory / "preset"
@@ -368,10 +357,8 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
                               png if png.is_file() else None, history)
 
     needed = ft.batch_size * ft.take_batches if ft.take_batches else None
-    try:
+    with located(loaded_spec, loc):
         texts = list(source.take(needed))
-    except DatasetError as exc:
-        raise loaded_spec.error(exc.problem, loc + ((exc.field,) if exc.field else ())) from None
     if not texts:
         raise loaded_spec.error("the dataset yielded no texts to fine-tune on", loc)
     _say(console, f"fine-tuning {loaded_spec.spec.model.preset} on {len(texts)} texts "

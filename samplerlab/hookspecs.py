@@ -1,7 +1,8 @@
 """Hook specifications: the contract that samplerlab plugins implement.
 
-Every hook receives a ``register`` callable. A plugin calls it once per thing it
-provides: ``register(name, factory, description="...")``.
+The four ``register_<kind>`` hooks receive a ``register`` callable; a plugin calls it
+once per thing it provides: ``register(name, factory, description="...")``.
+``register_commands`` receives the Typer app of the ``samplerlab`` command.
 """
 
 import pluggy
@@ -27,3 +28,8 @@ def register_datasets(register):
 @hookspec
 def register_processors(register):
     """Register logits processors for the ``chain`` sampler: ``factory(**params)`` → a Processor."""
+
+
+@hookspec
+def register_commands(cli):
+    """Register CLI commands on ``cli``, the ``samplerlab`` Typer app (``@cli.command()``)."""

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "samplerlab.processors",
     "samplerlab.metrics",
     "samplerlab.datasets",
+    "samplerlab.commands",
 )
 
 
@@ -326,17 +327,78 @@ class PluginManager:
                     stacklevel=2)
         return registry
 
+    # -- commands --------------------------------------------------------------
+    def register_commands(self, cli: Any) -> dict[str, list[str]]:
+        """Let every plugin add its commands to ``cli`` (a Typer app), built-ins first.
+
+        A plugin whose hook raises gives one warning and adds nothing; a command name
+        already taken keeps its first owner. Returns the commands each plugin added.
+        """
+        added: dict[str, list[str]] = {}
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            scratch = typer_like(cli)
+            try:
+                impl.function(cli=scratch)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                warnings.warn(PluginWarning(
+                    f"plugin '{impl.plugin_name}' failed in register_commands: "
+                    f"{type(exc).__name__}: {exc}"), stacklevel=2)
+                continue
+            added[impl.plugin_name] = _merge_commands(cli, scratch, impl.plugin_name)
+        return added
+
+    def command_names(self) -> dict[str, list[str]]:
+        """The commands each plugin registers (on a throwaway app)."""
+        import typer
+
+        with warnings.catch_warnings():  # the app itself warned about clashes already
+            warnings.simplefilter("ignore", PluginWarning)
+            return self.register_commands(typer.Typer())
+
     def plugin_rows(self) -> list[dict[str, Any]]:
         """One row per plugin: name, source, and what it registered."""
         rows = []
         regs = self.registries()
+        commands = self.command_names()
         for name, plugin in self.pm.list_name_plugin():
             provided = {kind: sorted(e.name for e in regs[kind].values() if e.plugin == name)
                         for kind in KINDS}
+            provided["commands"] = sorted(commands.get(name, []))
             rows.append({"name": name, "source": self.sources.get(name, "?"),
                          "module": getattr(plugin, "__name__", repr(plugin)),
                          "provides": {k: v for k, v in provided.items() if v}})
         return rows
+
+
+def typer_like(cli: Any) -> Any:
+    """An empty app of ``cli``'s class, for one plugin to register into."""
+    return type(cli)()
+
+
+def _command_name(info: Any) -> str:
+    callback = info.callback
+    return info.name or (callback.__name__.replace("_", "-") if callback else "?")
+
+
+def _merge_commands(cli: Any, scratch: Any, plugin: str) -> list[str]:
+    """Move the commands and groups ``plugin`` put on ``scratch`` onto ``cli``; a name
+    that ``cli`` already has stays its first owner's, with a warning."""
+    taken = {_command_name(c) for c in cli.registered_commands}
+    taken |= {g.name for g in cli.registered_groups}
+    added = []
+    for info in scratch.registered_commands + scratch.registered_groups:
+        name = _command_name(info)
+        if name in taken:
+            warnings.warn(PluginWarning(f"plugin '{plugin}' registered command '{name}', "
+                                        "which another plugin already registered; kept the "
+                                        "first"), stacklevel=3)
+            continue
+        target = cli.registered_commands if info in scratch.registered_commands else \
+            cli.registered_groups
+        target.append(info)
+        taken.add(name)
+        added.append(name)
+    return added
 
 
 _manager: PluginManager | None = None

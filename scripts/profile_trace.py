@@ -27,26 +27,31 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 def main(argv: list[str]) -> None:
     import jax
 
-    from samplerlab.decoding import install_fast_decoding
+    from samplerlab.engine.programs import ProgramCache
     from samplerlab.models import build_gpt2_124m
+    from samplerlab.models.adapters import adapter_for
     from samplerlab.plugins import get_plugin_manager
 
     args = [a for a in argv if not a.startswith("--")]
     batch = int(args[0]) if args else 8
     sampler = args[1] if len(args) > 1 else "greedy"
     lm = build_gpt2_124m(128)
-    if "--keras-hub" not in argv:
-        install_fast_decoding(lm)
     params = {"contrastive": {"k": 4, "alpha": 0.6}}.get(sampler, {})
-    lm.compile(sampler=get_plugin_manager().registry("samplers")[sampler].build(**params))
+    built = get_plugin_manager().registry("samplers")[sampler].build(**params)
     inputs = lm.preprocessor.generate_preprocess(["My trip to Yosemite was"] * batch,
                                                  sequence_length=128)
-    fn = lm.make_generate_function()
-    fn(inputs, stop_token_ids=None)["token_ids"].block_until_ready()
+    # The engine's program over the fast adapter, or (--keras-hub) KerasHub's own path.
+    adapter = adapter_for(lm, fast="--keras-hub" not in argv)
+    program = ProgramCache(adapter, persistent=False).get(built, inputs, None)
+
+    def fn():
+        return program(built, inputs)
+
+    fn()["token_ids"].block_until_ready()
     with tempfile.TemporaryDirectory() as directory:
         with jax.profiler.trace(directory, create_perfetto_trace=True):
             start = time.perf_counter()
-            fn(inputs, stop_token_ids=None)["token_ids"].block_until_ready()
+            fn()["token_ids"].block_until_ready()
             seconds = time.perf_counter() - start
         path = glob.glob(f"{directory}/**/*.trace.json.gz", recursive=True)[0]
         with gzip.open(path) as trace:

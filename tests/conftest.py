@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,18 +37,30 @@ def tiny_model(tiny_preset):
 
 
 @pytest.fixture
-def trace_counter(monkeypatch):
-    """``watch(lm)`` returns a list that grows each time ``lm.generate_step`` is traced
-    (once per compiled generate program)."""
+def engine_tokens():
+    """``run(adapter, sampler, inputs, stop=None, programs=None)``: token ids from
+    samplerlab's engine (a compiled generate program over ``adapter``), as NumPy. Pass a
+    :class:`~samplerlab.engine.programs.ProgramCache` to count or share compiles."""
+    from samplerlab.engine.programs import ProgramCache
 
-    def watch(lm) -> list:
-        traces: list[int] = []
-        step = lm.generate_step
-        monkeypatch.setattr(lm, "generate_step",
-                            lambda *a, **k: (traces.append(1), step(*a, **k))[1])
-        return traces
+    def run(adapter, sampler, inputs, stop=None, programs=None):
+        programs = programs if programs is not None else ProgramCache(adapter, persistent=False)
+        out = programs.get(sampler, inputs, stop)(sampler, inputs)
+        return np.asarray(out["token_ids"])
 
-    return watch
+    return run
+
+
+@pytest.fixture
+def keras_hub_tokens():
+    """``run(lm, sampler, inputs, stop=None)``: token ids from KerasHub's own compiled
+    ``generate`` function (``compile(sampler=...)`` + ``make_generate_function()``)."""
+
+    def run(lm, sampler, inputs, stop=None):
+        lm.compile(sampler=sampler)
+        return np.asarray(lm.make_generate_function()(inputs, stop_token_ids=stop)["token_ids"])
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from samplerlab.data import prompts_from_texts, resolve_prompts, split_prefix, text_units
 from samplerlab.datasets.poetry_source import SHIPPED_EXCERPT
 from samplerlab.errors import DatasetError, UserInputError
 from samplerlab.plugins import registry
+from samplerlab.prompts import prompts_from_texts, resolve_prompts, split_prefix, text_units
 from samplerlab.spec import load_spec
 
 

@@ -1,4 +1,9 @@
-"""The Ray executor runs one cell per task and writes exactly what the local loop writes."""
+"""The Ray executor runs one cell per task and writes exactly what the local executor writes.
+
+The cluster is a simulated two-node Ray cluster (``ray.cluster_utils.Cluster``), and the
+spec fine-tunes: the fine-tuned preset reaches the workers through Ray's object store,
+not through the driver's path.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ import pandas as pd
 import pytest
 
 import samplerlab
-from samplerlab.distributed import (
+from samplerlab.errors import UserInputError
+from samplerlab.executors.ray import (
     RAY_MISSING,
     RayExecutor,
     pack_preset,
@@ -20,7 +26,6 @@ from samplerlab.distributed import (
     resolve_gpus_per_cell,
     unpack_preset,
 )
-from samplerlab.errors import UserInputError
 from samplerlab.results import RunDir
 from samplerlab.runner import resume_run
 
@@ -59,6 +64,9 @@ def spec(tiny_preset, tmp_path_factory) -> dict:
         "model": {"preset": str(tiny_preset), "sequence_length": 32},
         "plugins": [str(plugin)],
         "prompts": ["I like basketball", "My trip to Yosemite was", "That Italian restaurant is"],
+        "finetune": {"dataset": {"source": "inline", "texts": ["the cat sat on the mat"] * 4},
+                     "batch_size": 2, "take_batches": 2,
+                     "optimizer": {"learning_rate": 1.0e-3}},
         "generation": {"max_length": 18, "samples_per_prompt": 2, "batch_size": 4},
         "samplers": ["greedy", {"name": "top_k", "params": {"k": [5, 40]}},
                      {"name": "broken", "params": {"level": 2}}],
@@ -68,31 +76,43 @@ def spec(tiny_preset, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    """Two Ray nodes of one CPU each, the driver connected to the head."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed (pip install 'samplerlab[ray]')")
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    cluster.wait_for_nodes()
     yield ray
     ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
-def local_run(spec, tmp_path_factory):
-    from samplerlab.plugins import reset_plugin_manager
-
-    reset_plugin_manager()
-    return samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path_factory.mktemp("l"),
-                          run_id="r", progress=False)
+def results_root(tmp_path_factory):
+    """One results root for both runs, so they share the cached fine-tuned preset."""
+    return tmp_path_factory.mktemp("results")
 
 
 @pytest.fixture(scope="module")
-def ray_run(spec, ray_cluster, local_run, tmp_path_factory):
+def local_run(spec, results_root):
     from samplerlab.plugins import reset_plugin_manager
 
     reset_plugin_manager()
-    return samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path_factory.mktemp("r"),
-                          run_id="r", progress=False, executor=RayExecutor(address="local"))
+    return samplerlab.run(samplerlab.load_spec(spec), results_root=results_root,
+                          run_id="local", progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_run(spec, ray_cluster, local_run, results_root):
+    from samplerlab.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    return samplerlab.run(samplerlab.load_spec(spec), results_root=results_root,
+                          run_id="ray", progress=False, executor=RayExecutor(address="auto"))
 
 
 def _samples(run_dir) -> pd.DataFrame:
@@ -150,13 +170,20 @@ def test_a_failing_cell_fails_alone_with_the_local_error(local_run, ray_run):
 
 
 @needs_ray
-def test_cells_ran_in_ray_worker_processes(ray_run):
+def test_cells_ran_on_both_nodes_from_the_shipped_fine_tuned_preset(ray_run):
     manifest = _manifest(ray_run.run_dir)
     assert manifest["executor"]["name"] == "ray"
     assert manifest["executor"]["gpus_per_cell"] == 0.0
+    assert manifest["executor"]["nodes"] == 2 and manifest["executor"]["preset_shipped"]
+    finetuned = manifest["model"]["finetuned"]["path"]
     run = RunDir.open(ray_run.run_dir)
-    pids = {run.cell_record(c["id"])["worker"]["pid"] for c in manifest["cells"]}
-    assert os.getpid() not in pids
+    workers = [run.cell_record(c["id"])["worker"] for c in manifest["cells"][:3]]
+    assert os.getpid() not in {w["pid"] for w in workers}
+    assert len({w["node_id"] for w in workers}) == 2
+    # Each worker loaded the copy Ray delivered to its node, never the driver's directory.
+    for worker in workers:
+        assert "samplerlab-presets" in worker["model"]
+        assert os.path.realpath(worker["model"]) != os.path.realpath(finetuned)
     # Every cell reports whether it compiled; the driver sums them like the local loop does.
     compiled = [run.cell_record(c["id"])["timing"]["compiled"] for c in manifest["cells"][:3]]
     assert manifest["compile_count"] == sum(compiled) >= 1
@@ -166,10 +193,11 @@ def test_cells_ran_in_ray_worker_processes(ray_run):
 def test_resume_on_ray_runs_only_the_missing_cells(ray_run, local_run, tmp_path):
     copy = tmp_path / "dist" / "r"
     shutil.copytree(ray_run.run_dir, copy)
+    shutil.copytree(ray_run.run_dir.parent.parent / "_finetuned", tmp_path / "_finetuned")
     kept = json.loads((copy / "cells" / "000-greedy.json").read_text())
     for suffix in (".json", ".jsonl"):
         (copy / "cells" / f"002-top_k-k=40{suffix}").unlink()
-    result = resume_run(copy, progress=False, executor=RayExecutor())
+    result = resume_run(copy, progress=False, executor=RayExecutor(address="auto"))
     assert json.loads((copy / "cells" / "000-greedy.json").read_text()) == kept
     assert (copy / "cells" / "002-top_k-k=40.json").is_file()
     pd.testing.assert_frame_equal(_samples(copy), _samples(local_run.run_dir))
@@ -181,7 +209,8 @@ def test_cli_runs_a_spec_on_ray(spec, ray_cluster, local_run, write_spec, tmp_pa
     from samplerlab.cli import main
 
     path = write_spec({**spec, "samplers": ["greedy"]})
-    code = main(["run", str(path), "--executor", "ray", "--ray-address", "local",
+    shutil.copytree(local_run.run_dir.parent.parent / "_finetuned", tmp_path / "_finetuned")
+    code = main(["run", str(path), "--executor", "ray", "--ray-address", "auto",
                  "--results-root", str(tmp_path), "--run-id", "c", "-q"])
     assert code == 0
     manifest = _manifest(tmp_path / "dist" / "c")
@@ -238,10 +267,11 @@ def test_a_task_that_raises_outside_the_sampler_fails_only_its_cell(spec, ray_cl
     # look for it: each task raises before any cell code runs.
     plugin = tmp_path / "vanishing_plugin.py"
     plugin.write_text(BROKEN_PLUGIN)
-    loaded = samplerlab.load_spec({**spec, "plugins": [str(plugin)], "samplers": ["greedy"]})
+    loaded = samplerlab.load_spec({**spec, "plugins": [str(plugin)], "samplers": ["greedy"],
+                                   "finetune": None})
     plugin.unlink()
     result = samplerlab.run(loaded, results_root=tmp_path, run_id="v", progress=False,
-                            executor=RayExecutor())
+                            executor=RayExecutor(address="auto"))
     assert result.status == "failed" and result.failed == ["000-greedy"]
     error = _manifest(result.run_dir)["cells"][0]["error"]
     assert error.startswith("ray task failed: UserInputError:")

@@ -102,7 +102,8 @@ def test_maybe_finetune_saves_reuses_and_copies_the_loss_curve(base_spec, write_
 
 
 def test_the_cache_key_changes_with_seed_data_and_hyperparameters(base_spec, write_spec):
-    from samplerlab.finetune import build_source, finetune_key_material
+    from samplerlab.datasets.build import build_source
+    from samplerlab.finetune import finetune_key_material
 
     def key(spec):
         loaded = load_spec(write_spec(spec))

@@ -19,7 +19,7 @@ HOOKS = sorted(name for name in dir(hookspecs)
 
 def test_there_are_hooks_to_check():
     assert {"register_samplers", "register_metrics", "register_datasets",
-            "register_processors"} <= set(HOOKS)
+            "register_processors", "register_commands"} <= set(HOOKS)
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -38,7 +38,7 @@ def _hook_implementations() -> str:
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_implemented_by_a_test_plugin(hook):
     # A test (or a plugin a test installs) must define the hook implementation itself.
-    assert re.search(rf"def {hook}\(register\)", _hook_implementations()), (
+    assert re.search(rf"def {hook}\((register|cli)\)", _hook_implementations()), (
         f"no test plugin implements {hook}")
 
 

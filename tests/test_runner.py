@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 import samplerlab
-from samplerlab.runner import STOP_END, STOP_MAX, cell_seed
+from samplerlab.engine import STOP_END, STOP_MAX, CellEngine, cell_seed
+from samplerlab.prompts import Prompt
 
 
 @pytest.fixture(scope="module")
@@ -109,16 +110,13 @@ def test_parity_with_calling_keras_hub_directly(tiny_model, sampler, params):
     """samplerlab's output is token for token what compile(sampler=...) + generate gives."""
     import keras_hub
 
-    from samplerlab.runner import CellRunner
     from samplerlab.spec import Cell, GenerationSpec
 
     prompts = ["I like basketball", "My trip to Yosemite was"]
     cell = Cell(index=0, id="c", sampler=sampler, params=params, label=sampler)
     seed = cell_seed(3, cell)
     generation = GenerationSpec(max_length=18, batch_size=2, steady_timing=False)
-    from samplerlab.data import Prompt
-
-    ours = CellRunner(tiny_model, generation).run(
+    ours = CellEngine(tiny_model, generation).run(
         cell, [Prompt(p, i) for i, p in enumerate(prompts)], seed)
     direct_sampler = {"greedy": lambda: keras_hub.samplers.GreedySampler(),
                       "top_k": lambda: keras_hub.samplers.TopKSampler(k=5, seed=seed),

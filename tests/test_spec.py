@@ -62,6 +62,6 @@ def test_the_resolved_yaml_reloads_to_the_same_cells(write_spec):
 def test_cell_ids_do_not_depend_on_parameter_spelling_order():
     a = load_spec(_spec(samplers=[{"name": "top_k", "params": {"k": 5, "temperature": 0.5}}]))
     b = load_spec(_spec(samplers=[{"name": "top_k", "params": {"temperature": 0.5, "k": 5}}]))
-    from samplerlab.runner import cell_seed
+    from samplerlab.engine import cell_seed
 
     assert cell_seed(1, a.cells[0]) == cell_seed(1, b.cells[0])

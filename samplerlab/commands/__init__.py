@@ -1,1 +1,15 @@
-"""CLI command groups; each module exposes ``register(app)`` and is loaded by ``samplerlab.cli``."""
+"""Built-in commands, registered through the ``register_commands`` hook a plugin uses too.
+
+Each module adds its commands with ``register(cli)``: ``run`` (run, validate, schema),
+``listing`` (samplers, metrics, processors, plugins), ``generate``, ``analysis`` (plot,
+compare, score) and ``data`` (data fetch/show, finetune).
+"""
+
+from samplerlab import hookimpl
+from samplerlab.commands import analysis, data, generate, listing, run
+
+
+@hookimpl
+def register_commands(cli):
+    for module in (run, listing, generate, analysis, data):
+        module.register(cli)

@@ -8,37 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from samplerlab.cli.output import out
 from samplerlab.errors import UserInputError
 
-out = Console()
 
-
-def register(app: typer.Typer) -> None:
-    app.command("metrics")(metrics)
-    app.command("plot")(plot)
-    app.command("compare")(compare)
-    app.command("score")(score)
-
-
-# ------------------------------------------------------------------------- metrics
-def metrics(
-    plugin: Annotated[list[str] | None, typer.Option(
-        "--plugin", help="module or .py file to load as a plugin (runs its code; repeatable)")
-    ] = None,
-) -> None:
-    """List every metric with its plugin, parameters and description."""
-    from samplerlab.plugins import load_plugin, registry
-
-    for target in plugin or []:
-        load_plugin(target)
-    table = Table("name", "plugin", "parameters", "description", title="samplerlab metrics")
-    for entry in registry("metrics").values():
-        params = "\n".join(str(p) for p in entry.parameters()) or "-"
-        table.add_row(entry.name, entry.plugin, params, entry.description)
-    out.print(table)
+def register(cli: typer.Typer) -> None:
+    cli.command("plot")(plot)
+    cli.command("compare")(compare)
+    cli.command("score")(score)
 
 
 # ---------------------------------------------------------------------------- plot

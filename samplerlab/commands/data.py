@@ -47,9 +47,9 @@ def fetch_git(url: str, target: Path, *, runner=subprocess.run) -> str:
     return action
 
 
-def register(app: typer.Typer) -> None:
+def register(cli: typer.Typer) -> None:
     data_app = typer.Typer(no_args_is_help=True, help="Get and inspect datasets.")
-    app.add_typer(data_app, name="data")
+    cli.add_typer(data_app, name="data")
 
     @data_app.command("fetch")
     def fetch(
@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
         count: Annotated[int, typer.Option("-n", help="texts to show")] = 3,
     ) -> None:
         """Show the first texts of the spec's fine-tuning dataset and its prompts."""
-        from samplerlab.data import resolve_prompts
-        from samplerlab.finetune import build_source
+        from samplerlab.datasets.build import build_source
+        from samplerlab.prompts import resolve_prompts
         from samplerlab.spec import load_spec
 
         loaded = load_spec(spec, overrides=override)
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
             ref = f"  [dim]→ {p.reference[:200]}[/]" if p.reference else ""
             console.print(f"[bold]prompt[{p.index}][/] {p.text}{ref}", highlight=False)
 
-    @app.command("finetune")
+    @cli.command("finetune")
     def finetune(
         spec: Annotated[Path, typer.Argument(help="spec (YAML) with a finetune: section")],
         override: Annotated[list[str] | None, typer.Option(

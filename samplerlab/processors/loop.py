@@ -27,7 +27,8 @@ def history_loop(sampler: Any, next: Callable, prompt: Any, *, cache: Any = None
     A step's result at a prompt position (``mask`` True) is discarded, as in KerasHub.
     """
     from keras import ops
-    from keras_hub.src.utils.tensor_utils import any_equal
+
+    from samplerlab.models.internals import any_equal
 
     max_length = ops.cast(ops.shape(prompt)[-1], "int32")
     index = ops.cast(index, "int32")

@@ -6,14 +6,8 @@ from typing import Any
 
 import keras_hub
 from keras import ops
-from keras_hub.src.utils.tensor_utils import any_equal
 
-from samplerlab.decoding import (
-    candidate_forward,
-    candidate_logits,
-    has_fast_decoding,
-    write_candidates,
-)
+from samplerlab.models.internals import any_equal
 from samplerlab.samplers.traced_params import TracedParams
 
 
@@ -26,11 +20,12 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
     The choice is KerasHub's ``ContrastiveSampler``'s, token for token; what differs is
     the work per step. KerasHub copies the whole key/value cache ``k`` times, runs the
     model (its language-model head included) on ``batch * k`` rows and gathers the chosen
-    row's cache back. On a model loaded with samplerlab's fast decoding
-    (:mod:`samplerlab.decoding`) this sampler runs the ``k`` candidates as ``k`` queries
-    sharing the row's one cache, applies the 50,257-way head to the chosen candidate
-    only, and writes that candidate's key and value into the cache. On other models it
-    is KerasHub's sampler.
+    row's cache back. When samplerlab's engine runs it over a decoding adapter with a
+    shared cache (:mod:`samplerlab.models.adapters`, e.g. GPT-2's), this sampler runs the
+    ``k`` candidates as ``k`` queries sharing the row's one cache, applies the
+    vocabulary-wide head to the chosen candidate only, and writes that candidate's key
+    and value into the cache. Anywhere else (KerasHub's own ``generate``, families without
+    a fast adapter) it is KerasHub's sampler.
 
     ``alpha`` and ``temperature`` are traced (a sweep over them compiles once); ``k``
     sets shapes and is static.
@@ -59,8 +54,8 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
 
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
-                 model: Any = None) -> Any:
-        if model is None or hidden_states is None or not has_fast_decoding(model):
+                 model: Any = None, decoding: Any = None) -> Any:
+        if decoding is None or hidden_states is None or not decoding.shared_cache:
             return super().__call__(next, prompt, cache=cache, index=index, mask=mask,
                                     stop_token_ids=stop_token_ids,
                                     hidden_states=hidden_states, model=model)
@@ -85,7 +80,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
             prompt_token = ops.slice(prompt, [0, index], [batch_size, 1])
             candidates = ops.where(in_prompt, prompt_token,
                                    ops.cast(top_indices, prompt.dtype))
-            candidate_hidden, updates = candidate_forward(model, candidates, cache, index)
+            candidate_hidden, updates = decoding.candidate_forward(candidates, cache, index)
             penalty = self._degeneration_penalty(hidden_states, candidate_hidden,
                                                  positions < index)
             scores = ((1 - self.alpha) * top_probabilities
@@ -95,8 +90,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
                 prompt, [0, index], ops.take_along_axis(candidates, best[:, None], axis=1))
             best_hidden = ops.take_along_axis(candidate_hidden, best[:, None, None],
                                               axis=1)[:, 0]
-            cache = write_candidates(cache, updates, best, index)
-            logits = candidate_logits(model, best_hidden)
+            logits, cache = decoding.advance(prompt, cache, updates, best_hidden, best, index)
             hidden_states = ops.slice_update(hidden_states, [0, index, 0],
                                              best_hidden[:, None, :])
             return prompt, cache, index + 1, logits, hidden_states

@@ -34,19 +34,19 @@ _MODELS: dict[tuple[str, bool], Any] = {}
 def loaded_model(name: str, fast: bool = True) -> Any:
     """A :class:`samplerlab.models.LoadedModel` around a freshly built model (cached).
 
-    ``fast=True`` is what ``samplerlab run`` loads (samplerlab's cached forward pass,
-    :mod:`samplerlab.decoding`); ``fast=False`` is KerasHub as shipped, the baseline of
-    the raw-KerasHub comparisons. Both are built from the same seed: same weights.
+    ``fast=True`` is what ``samplerlab run`` loads (samplerlab's engine over the model's
+    fast decoding adapter, :mod:`samplerlab.models.adapters`); ``fast=False`` is KerasHub
+    as shipped (its own compiled ``generate`` function), the baseline of the raw-KerasHub
+    comparisons. Both are built from the same seed: same weights.
     """
     if (name, fast) not in _MODELS:
-        from samplerlab.decoding import install_fast_decoding
         from samplerlab.models import LoadedModel, build_gpt2_124m, build_tiny_causal_lm
+        from samplerlab.models.adapters import adapter_for
 
         lm = (build_gpt2_124m(MAX_LENGTH) if name == "gpt2_124m"
               else build_tiny_causal_lm(sequence_length=MAX_LENGTH))
-        installed = fast and install_fast_decoding(lm)
         _MODELS[name, fast] = LoadedModel(lm, preset=name, path="", dtype_policy=None,
-                                          notes=[], fast_decoding=installed)
+                                          notes=[], adapter=adapter_for(lm, fast=fast))
     return _MODELS[name, fast]
 
 
@@ -71,19 +71,29 @@ def inputs_for(model: Any, batch: int, prompt: str = PROMPT) -> dict:
 
 
 def compiled_call(model: Any, sampler: Any, batch: int) -> tuple[Callable[[], Any], float]:
-    """Compile ``sampler`` on the model; return a blocking generate call and the first call's
-    wall time (trace + XLA compile + one run)."""
-    lm = model.causal_lm
-    lm.compile(sampler=sampler)
+    """Compile ``sampler`` for the model; return a blocking generate call and the first
+    call's wall time (trace + XLA compile + one run). A fast model runs samplerlab's
+    engine (a compiled program over its adapter); the other runs KerasHub as shipped."""
     inputs = inputs_for(model, batch)
-    fn = lm.make_generate_function()
+    if model.fast_decoding:
+        from samplerlab.engine.programs import ProgramCache
 
-    def call() -> Any:
-        # KerasHub's generate function reads `lm.sampler.variables` at call time: put this
-        # call's sampler back, or a later compile's sampler would run (and retrace) here.
-        lm.sampler, lm.generate_function = sampler, fn
-        out = fn(inputs, stop_token_ids=None)
-        return out["token_ids"].block_until_ready()
+        programs = ProgramCache(model.adapter, persistent=False)
+
+        def call() -> Any:
+            out = programs.get(sampler, inputs, None)(sampler, inputs)
+            return out["token_ids"].block_until_ready()
+    else:
+        lm = model.causal_lm
+        lm.compile(sampler=sampler)
+        fn = lm.make_generate_function()
+
+        def call() -> Any:
+            # KerasHub's generate function reads `lm.sampler.variables` at call time: put
+            # this call's sampler back, or a later compile's sampler would run here.
+            lm.sampler, lm.generate_function = sampler, fn
+            out = fn(inputs, stop_token_ids=None)
+            return out["token_ids"].block_until_ready()
 
     start = time.perf_counter()
     call()

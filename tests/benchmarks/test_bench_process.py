@@ -32,17 +32,16 @@ def peak_rss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()
+from samplerlab.engine import CellEngine
 from samplerlab.models import load_model
-from samplerlab.runner import CellRunner
 from samplerlab.samplers.builtin import top_k
 from samplerlab.spec import GenerationSpec
 model = load_model(sys.argv[1], sequence_length={MAX_LENGTH})
 loaded = time.perf_counter() - start
-runner = CellRunner(model, GenerationSpec(max_length={MAX_LENGTH}, stop_at_end_token=False))
-runner.install(top_k(k=5, seed=1))
+engine = CellEngine(model, GenerationSpec(max_length={MAX_LENGTH}, stop_at_end_token=False))
 t = time.perf_counter()
 # The whole first generate call as a cell makes it: program lookup (or trace) included.
-runner.generate_batch(["My trip to Yosemite was"] * int(sys.argv[2]))
+engine.generate_batch(top_k(k=5, seed=1), ["My trip to Yosemite was"] * int(sys.argv[2]))
 first = time.perf_counter() - t
 print(json.dumps({{"first_call_s": first, "load_s": loaded,
                   "peak_rss_mb": peak_rss_mb()}}))

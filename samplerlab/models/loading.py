@@ -1,4 +1,4 @@
-"""Loading GPT-2 models: KerasHub preset names, local preset directories, embedded presets.
+"""Loading causal LMs: KerasHub preset names, local preset directories, embedded presets.
 
 ``model.preset`` is one of
 
@@ -10,18 +10,15 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from samplerlab._quiet import import_tensorflow_quietly
 from samplerlab.compilation import enable_compilation_cache
-from samplerlab.decoding import install_fast_decoding
 from samplerlab.errors import ModelLoadError, UserInputError
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EMBEDDED_PREFIX = "samplerlab:"
 GPT2_VOCAB_DIR = ASSETS / "vocab" / "gpt2"
 # KerasHub's GPT-2 presets all use 1024 positions; known without importing KerasHub.
@@ -102,7 +99,12 @@ class LoadedModel:
     path: str
     dtype_policy: str | None
     notes: list[str]
-    fast_decoding: bool = False
+    adapter: Any = None  # the DecodingAdapter the engine runs (samplerlab.models.adapters)
+
+    @property
+    def fast_decoding(self) -> bool:
+        """Whether the engine runs samplerlab's copy-free cache for this model."""
+        return bool(self.adapter is not None and self.adapter.fast)
 
     @property
     def preprocessor(self) -> Any:
@@ -125,13 +127,20 @@ def load_model(preset: str, sequence_length: int = 128,
                dtype_policy: str | None = None, fast_decoding: bool = True) -> LoadedModel:
     """Load a causal LM and its preprocessor through KerasHub's ``from_preset``.
 
-    With ``fast_decoding`` (the default) a GPT-2 gets samplerlab's copy-free cached
-    forward pass (:mod:`samplerlab.decoding`); other models are left as loaded.
+    With ``fast_decoding`` (the default) a family with a fast decoding adapter (GPT-2)
+    decodes with samplerlab's copy-free cache (:mod:`samplerlab.models.adapters`); any
+    other model runs KerasHub's own ``call_with_cache``, and a note says so. The model
+    object itself is left exactly as KerasHub loaded it.
     """
     import_tensorflow_quietly()
     enable_compilation_cache()
+    import keras
     import keras_hub
 
+    if keras.config.backend() != "jax":
+        raise ModelLoadError(f"samplerlab runs its generate loop on Keras's JAX backend, but "
+                             f"KERAS_BACKEND is '{keras.config.backend()}': unset it or set "
+                             "KERAS_BACKEND=jax")
     path = resolve_preset(preset)
     check_preset_reference(preset)
     policy, note = resolve_dtype_policy(dtype_policy)
@@ -150,55 +159,16 @@ def load_model(preset: str, sequence_length: int = 128,
             f"{_first_line(exc)}). Without network access, point model.preset at a local "
             "preset directory saved with save_to_preset (-o model.preset=PATH) or use the "
             "embedded model (-o model.preset=samplerlab:tiny-en).") from exc
-    fast = fast_decoding and install_fast_decoding(causal_lm)
-    return LoadedModel(causal_lm, preset, path, policy, [note] if note else [], fast)
+    from samplerlab.models.adapters import adapter_for
+
+    adapter = adapter_for(causal_lm, fast=fast_decoding)
+    notes = [note] if note else []
+    if fast_decoding and not adapter.fast:
+        notes.append(f"no fast decoding adapter for {adapter.family}; decoding runs "
+                     "KerasHub's own call_with_cache")
+    return LoadedModel(causal_lm, preset, path, policy, notes, adapter)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else ""
-
-
-@lru_cache(maxsize=1)
-def gpt2_tokenizer():
-    """KerasHub's GPT2Tokenizer on the real GPT-2 vocabulary shipped with samplerlab."""
-    import_tensorflow_quietly()
-    import keras_hub
-
-    return keras_hub.models.GPT2Tokenizer(vocabulary=str(GPT2_VOCAB_DIR / "encoder.json"),
-                                          merges=str(GPT2_VOCAB_DIR / "vocab.bpe"))
-
-
-def build_tiny_causal_lm(*, tokenizer: Any = None, num_layers: int = 2, num_heads: int = 2,
-                         hidden_dim: int = 32, intermediate_dim: int = 64,
-                         max_sequence_length: int = 256, sequence_length: int = 64,
-                         seed: int = 0) -> Any:
-    """A randomly initialised GPT-2 of real KerasHub classes, small enough for tests."""
-    import_tensorflow_quietly()
-    import keras
-    import keras_hub
-
-    keras.utils.set_random_seed(seed)
-    tokenizer = tokenizer or gpt2_tokenizer()
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(), num_layers=num_layers,
-        num_heads=num_heads, hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
-        max_sequence_length=max_sequence_length, dropout=0.0)
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-        tokenizer=tokenizer, sequence_length=sequence_length)
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
-
-
-def build_gpt2_124m(sequence_length: int = 128, seed: int = 0) -> Any:
-    """GPT-2 base (124M) architecture with random weights: same cost as the pretrained one."""
-    return build_tiny_causal_lm(num_layers=12, num_heads=12, hidden_dim=768,
-                                intermediate_dim=3072, max_sequence_length=1024,
-                                sequence_length=sequence_length, seed=seed)
-
-
-def save_preset(causal_lm: Any, path: str | os.PathLike) -> Path:
-    """Save a causal LM (backbone, tokenizer, preprocessor, task) with ``save_to_preset``."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    causal_lm.save_to_preset(str(path))
-    return path

@@ -67,19 +67,15 @@ def resolve_prompts(loaded_spec: Any) -> list[Prompt]:
     Raises :class:`~samplerlab.errors.UserInputError` (located at ``prompts.dataset``) when
     the dataset cannot be read or has no text longer than ``prefix_words``.
     """
-    from samplerlab.errors import DatasetError
-    from samplerlab.finetune import build_source
+    from samplerlab.datasets.build import build_source, located
 
     prompts = loaded_spec.spec.prompts
     if isinstance(prompts, list):
         return [Prompt(text=p, index=i) for i, p in enumerate(prompts)]
     loc = ("prompts", "dataset")
-    source = build_source(loaded_spec, prompts.dataset, loc)
-    try:
-        source.check()
+    source = build_source(loaded_spec, prompts.dataset, loc, check=True)
+    with located(loaded_spec, loc):
         out = prompts_from_texts(source.texts(), prompts.take, prompts.prefix_words)
-    except DatasetError as exc:
-        raise loaded_spec.error(exc.problem, loc + ((exc.field,) if exc.field else ())) from None
     if not out:
         raise loaded_spec.error(f"the dataset has no text longer than prefix_words "
                                 f"({prompts.prefix_words}) to cut a prompt from", loc)

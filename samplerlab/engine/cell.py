@@ -1,0 +1,228 @@
+"""The cell engine: one sampler configuration over every prompt, batched, generated, timed.
+
+A cell's work is always the same, wherever it runs (here, or in a Ray worker): build the
+sampler through the plugin registry, cut the (prompt, sample) pairs into batches of the
+cell's shape (a short last batch is padded, so nothing recompiles), start each batch's
+random state from its own seed, run the compiled generate program, split each row into
+prompt and continuation with the reason it stopped, and time every call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from samplerlab.engine.programs import ProgramCache
+from samplerlab.engine.seeds import batch_seed, reset_sampler_seed
+from samplerlab.errors import SamplerlabError, UserInputError
+
+STOP_END = "end_token"
+STOP_MAX = "max_length"
+
+
+class CellFailed(SamplerlabError):
+    """A cell could not produce valid generations; recorded, the run goes on."""
+
+
+@dataclass
+class CellOutput:
+    """A cell's generations (one dict per sample, as written to ``samples.jsonl``) and timing."""
+
+    samples: list[dict[str, Any]]
+    timing: dict[str, Any]
+
+
+def work_items(prompts: list[Any], samples_per_prompt: int) -> list[tuple[Any, int]]:
+    """Every ``(prompt, sample index)`` of a cell, prompt by prompt."""
+    return [(p, s) for p in prompts for s in range(samples_per_prompt)]
+
+
+def batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def batch_count(prompts: int, generation: Any) -> int:
+    """How many generate calls a cell makes (for progress bars)."""
+    items = prompts * generation.samples_per_prompt
+    return -(-items // max(1, min(generation.batch_size, items)))
+
+
+def split_continuations(out: dict[str, np.ndarray], prompt_mask: np.ndarray,
+                        end_token_id: int | None) -> list[tuple[list[int], str]]:
+    """Per row: generated token ids (end token dropped) and why generation stopped."""
+    results = []
+    for ids, mask, pmask in zip(out["token_ids"], out["padding_mask"], prompt_mask, strict=True):
+        start = int(pmask.sum())
+        gen = [int(t) for t, m in zip(ids[start:], mask[start:], strict=True) if m]
+        reason = STOP_MAX
+        if end_token_id is not None and end_token_id in gen:
+            gen = gen[: gen.index(end_token_id)]
+            reason = STOP_END
+        results.append((gen, reason))
+    return results
+
+
+class CellEngine:
+    """Generates every (prompt, sample) of a cell with one compiled program per structure.
+
+    Args:
+        model: a :class:`samplerlab.models.LoadedModel`.
+        generation: the spec's ``generation`` section.
+
+    Example:
+
+    ```python
+    from samplerlab.engine import CellEngine
+    from samplerlab.prompts import Prompt
+    from samplerlab.spec import Cell, GenerationSpec
+    engine = CellEngine(model, GenerationSpec(max_length=24))
+    cell = Cell(index=0, id="000-greedy", sampler="greedy", params={}, label="greedy")
+    output = engine.run(cell, [Prompt("Keras is", 0)], seed=1)
+    output.samples[0]["text"], output.timing["first_call_s"]
+    ```
+    """
+
+    def __init__(self, model: Any, generation: Any) -> None:
+        self.model = model
+        self.generation = generation
+        self.stop_token_ids = ((model.end_token_id,) if generation.stop_at_end_token
+                               else None)
+        self.programs = ProgramCache(model.adapter)
+
+    @property
+    def compile_count(self) -> int:
+        """Generate programs compiled by this engine (one per sampler structure and shape)."""
+        return self.programs.compiled
+
+    def build_sampler(self, cell: Any, seed: int) -> Any:
+        """The cell's sampler, built by its registered factory (a plugin's code: isolated)."""
+        import keras_hub
+
+        from samplerlab.plugins import get_plugin_manager
+
+        entry = get_plugin_manager().registry("samplers")[cell.sampler]
+        try:
+            sampler = entry.build(**cell.factory_params(seed, entry))
+        except UserInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - plugin code: isolate the failure
+            raise CellFailed(f"sampler '{cell.sampler}' failed at construction: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(sampler, keras_hub.samplers.Sampler):
+            raise CellFailed(f"sampler '{cell.sampler}' factory returned "
+                             f"{type(sampler).__name__}, not a keras_hub.samplers.Sampler")
+        return sampler
+
+    def generate_batch(self, sampler: Any, texts: list[str]) -> tuple[dict, np.ndarray, float]:
+        """One compiled generate call; returns outputs, the prompt mask and its wall time."""
+        inputs = self.model.preprocessor.generate_preprocess(
+            texts, sequence_length=self.generation.max_length)
+        prompt_mask = np.asarray(inputs["padding_mask"])
+        program = self.programs.get(sampler, inputs, self.stop_token_ids)
+        start = time.perf_counter()
+        out = program(sampler, inputs)
+        out = {k: np.asarray(v) for k, v in out.items()}  # blocks until the device is done
+        return out, prompt_mask, time.perf_counter() - start
+
+    def run(self, cell: Any, prompts: list[Any], seed: int,
+            on_batch: Any = None) -> CellOutput:
+        """Generate the cell; ``on_batch()`` is called after each generate call."""
+        sampler = self.build_sampler(cell, seed)
+        compiled_before = self.programs.compiled
+        items = work_items(prompts, self.generation.samples_per_prompt)
+        size = min(self.generation.batch_size, len(items))
+        samples: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
+        for b, batch in enumerate(batches(items, size)):
+            # A short last batch is padded to the cell's batch shape: no recompilation.
+            texts = [p.text for p, _ in batch] + [batch[-1][0].text] * (size - len(batch))
+            seed_b = batch_seed(seed, b)
+            reset_sampler_seed(sampler, seed_b)
+            out, prompt_mask, seconds = self._call(cell, sampler, texts)
+            rows = self._rows(cell, out, prompt_mask, len(batch))
+            generated = 0
+            for (prompt, s), (tokens, reason), pmask in zip(batch, rows, prompt_mask,
+                                                            strict=False):
+                generated += len(tokens) + (reason == STOP_END)
+                samples.append(self._sample(cell, prompt, s, seed_b, tokens, reason,
+                                            int(pmask.sum()), b, seconds))
+            calls.append({"batch": b, "seconds": seconds, "generated_tokens": generated,
+                          "rows": len(batch)})
+            if on_batch:
+                on_batch()
+        if len(calls) == 1 and self.generation.steady_timing:
+            # One batch only: call it again, same seed, to time it without compilation.
+            reset_sampler_seed(sampler, seed)
+            _, _, seconds = self._call(cell, sampler, [p.text for p, _ in items[:size]])
+            calls.append({**calls[0], "seconds": seconds, "repeat": True})
+        compiled = self.programs.compiled > compiled_before
+        return CellOutput(samples, {**timing(calls), "compiled": compiled})
+
+    def _rows(self, cell: Any, out: dict, prompt_mask: np.ndarray,
+              n: int) -> list[tuple[list[int], str]]:
+        ids = out["token_ids"][:n]
+        vocab = self.model.tokenizer.vocabulary_size()
+        if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab:
+            raise CellFailed(f"sampler '{cell.sampler}' produced token ids outside "
+                             f"[0, {vocab}) (NaN probabilities or a bad get_next_token)")
+        return split_continuations(out, prompt_mask, self.model.end_token_id)[:n]
+
+    def _sample(self, cell: Any, prompt: Any, sample_index: int, seed: int,
+                tokens: list[int], reason: str, prompt_tokens: int, batch: int,
+                seconds: float) -> dict[str, Any]:
+        return {"cell_id": cell.id, "cell_index": cell.index, "sampler": cell.sampler,
+                "label": cell.label, "params": cell.params, "prompt_index": prompt.index,
+                "sample_index": sample_index, "prompt": prompt.text,
+                "reference": prompt.reference, "seed": seed, "text": self._text(tokens),
+                "token_ids": tokens, "num_tokens": len(tokens),
+                "prompt_tokens": prompt_tokens, "stop_reason": reason,
+                "batch_index": batch, "batch_seconds": round(seconds, 6)}
+
+    def _text(self, tokens: list[int]) -> str:
+        return detokenize(self.model.tokenizer, tokens)
+
+    def _call(self, cell: Any, sampler: Any, texts: list[str]) -> tuple:
+        try:
+            return self.generate_batch(sampler, texts)
+        except CellFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - trace/compile/run errors of plugin code
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CellFailed(f"sampler '{cell.sampler}' failed during generation: "
+                             f"{type(exc).__name__}: {first}") from exc
+
+
+def detokenize(tokenizer: Any, tokens: list[int]) -> str:
+    """Text of ``tokens`` as a ``str``: tokenizers detokenize to str, bytes or a scalar
+    tensor depending on their workflow."""
+    if not tokens:
+        return ""
+    value = tokenizer.detokenize(tokens)
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def timing(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cell's timing: the first call (compile included) apart from the steady ones."""
+    first = calls[0]["seconds"]
+    steady = [c["seconds"] for c in calls[1:]]
+    steady_tokens = sum(c["generated_tokens"] for c in calls[1:])
+    median = statistics.median(steady) if steady else None
+    return {
+        "first_call_s": first,
+        "steady_call_s": steady,
+        "compile_s": max(first - median, 0.0) if median is not None else None,
+        "generated_tokens": sum(c["generated_tokens"] for c in calls if not c.get("repeat")),
+        "steady_generated_tokens": steady_tokens,
+        "tokens_per_s": steady_tokens / sum(steady) if steady and sum(steady) > 0 else None,
+        "calls": calls,
+    }

@@ -1,0 +1,82 @@
+"""The generate step: KerasHub's ``CausalLM.generate_step``, run over a decoding adapter.
+
+It is KerasHub's loop, line for line: seed the cache with one forward pass over the
+prompt batch, start at the shortest prompt's end, and let the sampler call ``next`` once
+per position (rows still inside a longer prompt keep their prompt tokens); then mark each
+row's tokens after its first new stop token as padding. What differs is only where the
+cached forward pass comes from (the model's :class:`~samplerlab.models.adapters.base.
+DecodingAdapter`), and that samplers which ask for it (a ``decoding`` parameter in their
+``__call__``) receive the adapter, so contrastive search can score its candidates over one
+shared cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+from keras import ops
+
+from samplerlab.engine.observers import ObservedAdapter
+from samplerlab.models import internals
+
+
+def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
+                  stop_token_ids: tuple[int, ...] | None = None,
+                  observers: tuple = ()) -> dict[str, Any]:
+    """Generate for one batch; traceable (the engine compiles it with ``jax.jit``).
+
+    Args:
+        adapter: the model's decoding adapter.
+        sampler: a ``keras_hub.samplers.Sampler``.
+        inputs: ``token_ids`` and ``padding_mask``, ``(batch, max_length)``, as
+            ``CausalLMPreprocessor.generate_preprocess`` packs them.
+        stop_token_ids: token ids that end a row, or None.
+        observers: :class:`~samplerlab.engine.observers.StepObserver` s that watch (and
+            may steer) the loop; none: the program is KerasHub's loop alone.
+
+    Returns:
+        ``{"token_ids", "padding_mask"}`` as ``CausalLM.generate_step`` returns them.
+
+    Example:
+
+    ```python
+    from samplerlab.engine.generate import generate_step
+    from samplerlab.models.adapters import adapter_for
+    out = generate_step(adapter_for(causal_lm), keras_hub.samplers.GreedySampler(),
+                        causal_lm.preprocessor.generate_preprocess(["Keras is"], 16))
+    ```
+    """
+    if observers:
+        adapter = ObservedAdapter(adapter, observers)
+    token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+    hidden_states, cache = adapter.start(token_ids, padding_mask)
+    index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
+
+    def next(prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
+        return adapter.step(prompt, cache, index, padding_mask)
+
+    extra = {"decoding": adapter} if accepts_decoding(type(sampler)) else {}
+    token_ids = sampler(next=next, prompt=token_ids, cache=cache, index=index,
+                        mask=padding_mask, stop_token_ids=stop_token_ids,
+                        hidden_states=hidden_states, model=adapter.causal_lm, **extra)
+    return {"token_ids": token_ids,
+            "padding_mask": output_padding_mask(token_ids, padding_mask, stop_token_ids)}
+
+
+def output_padding_mask(token_ids: Any, padding_mask: Any,
+                        stop_token_ids: tuple[int, ...] | None) -> Any:
+    """True up to and including each row's first new stop token (everything without stops)."""
+    if stop_token_ids is None:
+        return ops.ones_like(token_ids, dtype="bool")
+    ends = ops.cast(internals.any_equal(token_ids, stop_token_ids,
+                                        ops.logical_not(padding_mask)), "int32")
+    after = ops.cast(ops.cumsum(ends, axis=-1), "int32") - ends
+    return ops.logical_not(ops.cast(after, "bool"))
+
+
+@cache
+def accepts_decoding(sampler_class: type) -> bool:
+    """Whether the sampler's ``__call__`` names a ``decoding`` parameter."""
+    return "decoding" in inspect.signature(sampler_class.__call__).parameters

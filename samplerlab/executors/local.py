@@ -1,0 +1,57 @@
+"""The local executor: every cell in this process, one after another, on the loaded model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from samplerlab.engine import CellEngine
+from samplerlab.executors.base import CellOutcome, OnBatch, RunJob, run_cell
+
+
+class LocalExecutor:
+    """Runs cells here with the model the runner already loaded (and fine-tuned).
+
+    One :class:`~samplerlab.engine.CellEngine` serves every cell, so cells whose samplers
+    share a structure (a sweep over traced values) share one compiled program.
+
+    Args:
+        model: the :class:`~samplerlab.models.LoadedModel` to decode with.
+
+    Example:
+
+    ```python
+    from samplerlab.executors import LocalExecutor
+    for outcome in LocalExecutor(model).run(job, cells):
+        print(outcome.cell.id, outcome.record["status"])
+    ```
+    """
+
+    name = "local"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._engines: dict[str, CellEngine] = {}
+
+    def engine(self, generation: Any) -> CellEngine:
+        """The engine for one generation setting (kept: its compiled programs are reused)."""
+        key = generation.model_dump_json()
+        if key not in self._engines:
+            self._engines[key] = CellEngine(self.model, generation)
+        return self._engines[key]
+
+    def run(self, job: RunJob, cells: Sequence[Any], *,
+            on_batch: OnBatch | None = None) -> Iterator[CellOutcome]:
+        from samplerlab.metrics.scoring import build_metrics
+
+        engine = self.engine(job.generation)
+        metrics = build_metrics(job.metrics)
+        for cell in cells:
+            yield run_cell(engine, job, cell, metrics,
+                           on_batch=(lambda c=cell: on_batch(c)) if on_batch else None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the runner."""

@@ -1,0 +1,40 @@
+"""Decoding adapters: how the engine runs each model family's cached forward pass.
+
+:func:`adapter_for` picks one when a model loads. A family with a fast adapter gets
+samplerlab's copy-free cache (and contrastive search over a shared cache); any other
+KerasHub causal LM runs KerasHub's own ``call_with_cache`` through
+:class:`~samplerlab.models.adapters.base.DecodingAdapter`, and the manifest says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from samplerlab.models.adapters.base import DecodingAdapter
+
+__all__ = ["DecodingAdapter", "adapter_for", "fast_adapters"]
+
+
+def fast_adapters() -> list[type[DecodingAdapter]]:
+    """The fast adapter classes, tried in order (imported here: they import Keras)."""
+    from samplerlab.models.adapters.gpt2 import GPT2Adapter
+
+    return [GPT2Adapter]
+
+
+def adapter_for(causal_lm: Any, fast: bool = True) -> DecodingAdapter:
+    """The fast adapter that supports ``causal_lm`` (when ``fast``), else KerasHub's path.
+
+    Example:
+
+    ```python
+    from samplerlab.models.adapters import adapter_for
+    adapter = adapter_for(causal_lm)          # GPT2Adapter for a GPT-2
+    adapter_for(causal_lm, fast=False).name   # "keras_hub"
+    ```
+    """
+    if fast:
+        for adapter in fast_adapters():
+            if adapter.supports(causal_lm):
+                return adapter(causal_lm)
+    return DecodingAdapter(causal_lm)

@@ -1,0 +1,83 @@
+"""Checks beyond the schema: plugin names and parameters, datasets, the model reference."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import TYPE_CHECKING, Any
+
+from samplerlab.datasets.build import build_source
+from samplerlab.errors import UserInputError
+from samplerlab.plugins import get_plugin_manager, unknown_name_message
+from samplerlab.spec.cells import sweep_axes
+from samplerlab.spec.schema import PromptsFromDataset
+
+if TYPE_CHECKING:
+    from samplerlab.spec.loading import LoadedSpec
+
+
+def _check_entry(loaded: LoadedSpec, kind: str, name: str, params: dict[str, Any],
+                 loc: tuple, *, sweep: bool = False) -> None:
+    registry = get_plugin_manager().registry(kind)
+    if name not in registry:
+        raise loaded.error(unknown_name_message(kind, name, list(registry)), loc + ("name",))
+    entry = registry[name]
+    try:
+        axes = sweep_axes(entry, params) if sweep else {}
+    except UserInputError as exc:
+        raise loaded.error(exc.problem, loc + ("params",) + _field_path(exc.field)) from None
+    for k, values in axes.items():
+        if not values:
+            raise loaded.error("a sweep axis needs at least one value", loc + ("params", k))
+    combos = itertools.product(*axes.values()) if axes else [()]
+    for combo in combos:
+        try:
+            entry.validate({**params, **dict(zip(axes, combo, strict=False))})
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, loc + ("params",) + _field_path(exc.field)) from None
+
+
+def _field_path(field: str | None) -> tuple:
+    """``processors[2].top_p`` → ``("processors", 2, "top_p")``, as YAML locations are keyed."""
+    parts: list[Any] = []
+    for piece in re.findall(r"[^.\[\]]+", field or ""):
+        parts.append(int(piece) if piece.isdigit() else piece)
+    return tuple(parts)
+
+
+def check_plugins_and_params(loaded: LoadedSpec) -> None:
+    spec = loaded.spec
+    for i, s in enumerate(spec.samplers):
+        _check_entry(loaded, "samplers", s.name, s.params, ("samplers", i), sweep=True)
+    for i, m in enumerate(spec.metrics):
+        _check_entry(loaded, "metrics", m.name, m.params, ("metrics", i))
+    refs: list[tuple[Any, tuple]] = []
+    if spec.finetune is not None:
+        refs.append((spec.finetune.dataset, ("finetune", "dataset")))
+    if isinstance(spec.prompts, PromptsFromDataset):
+        refs.append((spec.prompts.dataset, ("prompts", "dataset")))
+    for ref, loc in refs:
+        registry = get_plugin_manager().registry("datasets")
+        if ref.source not in registry:
+            raise loaded.error(unknown_name_message("datasets", ref.source, list(registry)),
+                               loc + ("source",))
+        build_source(loaded, ref, loc, check=True)
+
+
+def check_model(loaded: LoadedSpec) -> None:
+    from samplerlab.models import check_preset_reference, preset_max_sequence_length
+
+    spec = loaded.spec
+    try:
+        check_preset_reference(spec.model.preset)
+    except UserInputError as exc:
+        raise loaded.error(exc.problem, ("model", "preset")) from None
+    limit = preset_max_sequence_length(spec.model.preset)
+    if limit is not None and spec.generation.max_length > limit:
+        raise loaded.error(f"{spec.generation.max_length} is beyond the model's "
+                           f"max_sequence_length ({limit}); lower generation.max_length",
+                           ("generation", "max_length"))
+    if limit is not None and spec.model.sequence_length > limit:
+        raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
+                           f"max_sequence_length ({limit}); lower model.sequence_length",
+                           ("model", "sequence_length"))

@@ -1,0 +1,95 @@
+"""The private KerasHub/Keras names samplerlab relies on exist, and only one module reads them.
+
+``samplerlab/models/internals.py`` lists every private attribute it reads
+(``CONTRACT``) and every private function it imports (``CONTRACT_FUNCTIONS``). When a
+KerasHub or Keras release renames one, the test below fails with the class and the name,
+instead of a traced generate loop failing deep inside a run.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from samplerlab.models import internals
+
+PACKAGE = Path(internals.__file__).resolve().parents[1]
+
+
+def _instances() -> dict[str, object]:
+    """One live instance of every class named in the contract."""
+    import keras
+    import keras_hub
+
+    from samplerlab.testing import tiny_causal_lm
+
+    lm = tiny_causal_lm()
+    decoder = lm.backbone.transformer_layers[0]
+    return {
+        "keras_hub.src.samplers.sampler:Sampler": keras_hub.samplers.TopKSampler(k=2),
+        "keras_hub.src.models.causal_lm:CausalLM": lm,
+        "keras_hub.src.layers.modeling.transformer_decoder:TransformerDecoder": decoder,
+        "keras_hub.src.layers.modeling.cached_multi_head_attention:CachedMultiHeadAttention":
+            internals.decoder_block(decoder).attention,
+        "keras.src.backend.common.variables:Variable": keras.Variable(1.0),
+    }
+
+
+@pytest.mark.parametrize("qualified", sorted(internals.CONTRACT))
+def test_every_private_attribute_samplerlab_reads_exists(qualified):
+    module_name, _, class_name = qualified.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    instance = _instances()[qualified]
+    assert isinstance(instance, cls)
+    missing = [name for name in internals.CONTRACT[qualified] if not hasattr(instance, name)]
+    assert not missing, (f"{qualified} no longer has {', '.join(missing)}: KerasHub/Keras "
+                         "changed a private name samplerlab/models/internals.py reads")
+
+
+@pytest.mark.parametrize("module_name", sorted(internals.CONTRACT_FUNCTIONS))
+def test_every_private_function_samplerlab_imports_exists(module_name):
+    module = importlib.import_module(module_name)
+    missing = [n for n in internals.CONTRACT_FUNCTIONS[module_name] if not hasattr(module, n)]
+    assert not missing, f"{module_name} no longer has {', '.join(missing)}"
+
+
+def test_a_missing_name_is_reported_with_the_class_and_the_name():
+    class Renamed:
+        pass
+
+    with pytest.raises(internals.InternalsError, match=r"Renamed has no attribute '_gone'"):
+        internals.private(Renamed(), "_gone")
+
+
+def _private_reads(path: Path) -> list[str]:
+    """``x._name`` on anything but ``self``/``cls``/``super()``, ``getattr(x, "_name")``
+    and imports from ``keras_hub.src``/``keras.src`` in one source file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "super":
+                continue
+            found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("getattr",
+                                                                              "hasattr"):
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and str(name.value).startswith("_") \
+                    and not str(name.value).startswith("__"):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                ("keras_hub.src", "keras.src")):
+            found.append(f"{path.name}:{node.lineno} from {node.module} import ...")
+    return found
+
+
+def test_no_other_module_reads_keras_hub_internals():
+    reads = [read for path in sorted(PACKAGE.rglob("*.py"))
+             if path.name != "internals.py" for read in _private_reads(path)]
+    assert not reads, "private attributes read outside models/internals.py:\n" + "\n".join(reads)
