@@ -139,7 +139,7 @@ def _print_ratings(run_dir: Path) -> None:
     from rich.table import Table
 
     from samplerlab.metrics.scoring import format_value
-    from samplerlab.viewer.bradley_terry import rate_cells
+    from samplerlab.viewer.bradley_terry import format_score, rate_cells
     from samplerlab.viewer.ratings import RatingsStore
     from samplerlab.viewer.report_section import run_labels_and_seed
     from samplerlab.viewer.runs import RATINGS
@@ -154,7 +154,7 @@ def _print_ratings(run_dir: Path) -> None:
     for r in rate_cells(judgements, labels, seed=seed):
         table.add_row(escape(r.label), str(r.games),
                       format_value(r.win_rate, r.win_rate_low, r.win_rate_high),
-                      format_value(r.score, r.score_low, r.score_high))
+                      format_score(r.score, r.score_low, r.score_high))
     out.print(table)
 
 

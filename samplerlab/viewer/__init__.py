@@ -17,7 +17,7 @@ from typing import Any
 
 _EXPORTS = {"Catalog": "samplerlab.viewer.runs", "Run": "samplerlab.viewer.runs",
             "create_app": "samplerlab.viewer.app", "export_html": "samplerlab.viewer.export",
-            "serve": "samplerlab.viewer.serve", "running_server": "samplerlab.viewer.serve"}
+            "running_server": "samplerlab.viewer.serve"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -35,8 +35,8 @@ from starlette.templating import Jinja2Templates
 
 from samplerlab.metrics.scoring import format_value
 from samplerlab.viewer import views
+from samplerlab.viewer.bradley_terry import format_score
 from samplerlab.viewer.ratings import (
-    BUSY_TIMEOUT_S,
     RatingRejected,
     RatingsError,
     RatingsStore,
@@ -54,7 +54,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
                            "img-src 'self' data:; form-action 'self'; base-uri 'none'; "
                            "frame-ancestors 'none'")
 SECURITY_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY,
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
 def template_environment() -> jinja2.Environment:
@@ -62,7 +62,7 @@ def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("samplerlab.viewer", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(format_value=format_value, isnan=_isnan)
+    env.globals.update(format_value=format_value, format_score=format_score, isnan=_isnan)
     return env
 
 
@@ -92,7 +92,7 @@ class SecurityHeaders:
 
 
 def create_app(catalog: Catalog, *, allowed_hosts: list[str] | None = None,
-               ratings_timeout: float = BUSY_TIMEOUT_S) -> Starlette:
+               ratings_timeout: float | None = None) -> Starlette:
     """The viewer for the runs of ``catalog``.
 
     ``allowed_hosts`` (for example ``["127.0.0.1", "localhost"]``) refuses requests whose
@@ -130,7 +130,8 @@ def page_url(run: Run, page: str = "", **params: Any) -> str:
 
 
 class _Viewer:
-    def __init__(self, catalog: Catalog, templates: Jinja2Templates, timeout: float) -> None:
+    def __init__(self, catalog: Catalog, templates: Jinja2Templates,
+                 timeout: float | None) -> None:
         self.catalog = catalog
         self.templates = templates
         self.timeout = timeout
@@ -217,7 +218,7 @@ class _Viewer:
             request, "samples.html", run=run, samples=samples, page=page, chosen=chosen,
             stop=stop, query=query or "", n=n, rep_ns=views.REP_NS, filters=filters,
             cards=views.cards(page, n, query), problems=samples.problems,
-            token_url=_token_url(run) if run.file("traces.parquet") is not None else None,
+            token_url=_token_url(run),
             rows_per_page=ROWS_PER_PAGE)
 
     async def tokens_page(self, request: Request) -> Response:
@@ -227,10 +228,14 @@ class _Viewer:
             raise HTTPException(404, "this run has no per-token traces (traces.parquet)")
         q = request.query_params
         colour = "entropy" if q.get("colour") == "entropy" else "prob"
-        tokens, current, previous, following = [], None, None, None
+        tokens, current, previous, following, missing = [], None, None, None, None
         if traces.problem is None and traces.generations:
             wanted = (q.get("cell") or "", _int(q.get("prompt")), _int(q.get("sample")) or 0)
             gens = traces.generations
+            if "cell" in q and wanted not in gens:
+                missing = Problem("traces.parquet", f"no trace of cell {wanted[0]}, prompt "
+                                  f"{wanted[1]}, sample {wanted[2]}; showing the first traced "
+                                  "generation")
             i = gens.index(wanted) if wanted in gens else 0
             current = gens[i]
             previous = gens[i - 1] if i > 0 else None
@@ -240,7 +245,7 @@ class _Viewer:
         sample = samples.find(*current) if current else None
         return self.render(request, "tokens.html", run=run, traces=traces, tokens=tokens,
                            current=current, previous=previous, following=following,
-                           colour=colour, sample=sample,
+                           colour=colour, sample=sample, missing=missing,
                            prompt=samples.prompts.get(current[1]) if current else None,
                            labels=views.cell_labels(run))
 
@@ -318,7 +323,13 @@ class _Viewer:
 
 
 def _token_url(run: Run) -> Any:
-    def url(cell_id: str, prompt_index: int, sample_index: int) -> str:
+    """URL of a generation's tokens page, or None when the run has no trace of it."""
+    traces = run.traces()
+    traced = set(traces.generations) if traces is not None else set()
+
+    def url(cell_id: str, prompt_index: int, sample_index: int) -> str | None:
+        if (cell_id, prompt_index, sample_index) not in traced:
+            return None
         return page_url(run, "tokens", cell=cell_id, prompt=prompt_index, sample=sample_index)
     return url
 

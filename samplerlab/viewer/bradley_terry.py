@@ -156,5 +156,14 @@ def _intervals(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, n
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
+def format_score(value: float, low: float = math.nan, high: float = math.nan) -> str:
+    """``1042 [1003, 1080]``: Elo-scale scores to the point (``-`` when missing)."""
+    if math.isnan(value):
+        return "-"
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.0f}"
+    return f"{value:.0f} [{low:.0f}, {high:.0f}]"
+
+
 def _elo(log_strength: float) -> float:
     return ELO_BASE + ELO_SCALE * float(log_strength)

@@ -97,9 +97,10 @@ def clean_rater(name: str | None) -> str:
 class RatingsStore:
     """``ratings.sqlite`` of one run. Each call opens its own connection (thread-safe)."""
 
-    def __init__(self, path: str | Path, timeout: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: str | Path, timeout: float | None = None) -> None:
         self.path = Path(path)
-        self.timeout = timeout
+        # How long a write waits for another writer's lock before giving up.
+        self.timeout = BUSY_TIMEOUT_S if timeout is None else timeout
 
     # -- connections ---------------------------------------------------------------
     def _connect(self, write: bool) -> sqlite3.Connection:

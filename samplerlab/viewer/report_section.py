@@ -31,7 +31,7 @@ def ratings_lines(run_dir: str | Path, n_bootstrap: int = 1000) -> list[str]:
     """
     from samplerlab.metrics.scoring import format_value
     from samplerlab.report import markdown_table
-    from samplerlab.viewer.bradley_terry import rate_cells
+    from samplerlab.viewer.bradley_terry import format_score, rate_cells
 
     run_dir = Path(run_dir)
     store = RatingsStore(run_dir / RATINGS)
@@ -45,7 +45,7 @@ def ratings_lines(run_dir: str | Path, n_bootstrap: int = 1000) -> list[str]:
     raters = len({j["rater"] for j in judgements})
     rows = [[r.label, r.games, r.wins, r.ties, r.losses,
              format_value(r.win_rate, r.win_rate_low, r.win_rate_high),
-             format_value(r.score, r.score_low, r.score_high)] for r in ratings]
+             format_score(r.score, r.score_low, r.score_high)] for r in ratings]
     return [
         "## Human ratings", "",
         f"{len(judgements)} blind pairwise judgements by {raters} rater(s) "
