@@ -193,7 +193,7 @@ class _Viewer:
             raise HTTPException(404, f"no served run {other_key!r} to compare with")
         rows, problem = [], None
         try:
-            rows = compare_runs(run.path, other.path, seed=views._seed(run))
+            rows = compare_runs(run.path, other.path)  # as samplerlab compare (seed 0)
         except UserInputError as exc:
             problem = Problem(f"{run.name}/{run.run_id} vs {other.name}/{other.run_id}",
                               exc.one_line())

@@ -167,17 +167,20 @@ class Run:
             return None
         return safe_child(plots_dir, name)
 
-    def cached(self, name: str, path: Path, load: Any) -> Any:
-        """``load(path)``, kept until the file changes (mtime and size)."""
-        signature = _file_signature(path)
+    def memo(self, name: str, key: Any, compute: Any) -> Any:
+        """``compute()``, kept under ``name`` until ``key`` changes."""
         with self._lock:
             hit = self._cache.get(name)
-            if hit is not None and hit[0] == signature:
+            if hit is not None and hit[0] == key:
                 return hit[1]
-        value = load(path)
+        value = compute()
         with self._lock:
-            self._cache[name] = (signature, value)
+            self._cache[name] = (key, value)
         return value
+
+    def cached(self, name: str, path: Path, load: Any) -> Any:
+        """``load(path)``, kept until the file changes (mtime and size)."""
+        return self.memo(name, _file_signature(path), lambda: load(path))
 
     def spec_text(self) -> tuple[str | None, Problem | None]:
         path = self.file(SPEC)

@@ -77,23 +77,17 @@ def ratings_summary(run: Run, labels: dict[str, str] | None = None) -> RatingsSu
     labels = labels or cell_labels(run)
     key = (len(judgements), judgements[-1]["id"], tuple(labels.items()))
 
-    def fit(_path: Any) -> RatingsSummary:
+    def fit() -> RatingsSummary:
         from samplerlab.viewer.bradley_terry import rate_cells
 
         return RatingsSummary(len(judgements), len({j["rater"] for j in judgements}),
-                              rate_cells(judgements, labels, seed=_seed(run)))
+                              rate_cells(judgements, labels, seed=run_seed(run)))
 
-    with run._lock:
-        hit = run._cache.get("ratings")
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    summary = fit(None)
-    with run._lock:
-        run._cache["ratings"] = (key, summary)
-    return summary
+    return run.memo("ratings", key, fit)
 
 
-def _seed(run: Run) -> int:
+def run_seed(run: Run) -> int:
+    """The run's seed (the bootstrap seed of its ratings and comparisons)."""
     try:
         return int(run.manifest.get("seed") or 0)
     except (TypeError, ValueError):

@@ -86,6 +86,14 @@ def test_urls_never_reach_files_outside_the_run(tmp_path, make_client, path):
     assert "secret" not in response.text
 
 
+def test_the_stylesheet_and_script_are_served_from_the_package(client):
+    for name, kind in (("viewer.css", "text/css"), ("viewer.js", "javascript")):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+    assert client.get("/static/%2E%2E/app.py").status_code == 404
+
+
 def test_an_unknown_run_is_404(client):
     assert client.get("/runs/nope/r1/").status_code == 404
     assert client.get("/runs/nope/r1/samples").status_code == 404
