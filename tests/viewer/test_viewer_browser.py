@@ -38,17 +38,18 @@ def browser():
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
                     "chromium-driver; .ci/run does)")
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for downloads
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-                              options=options)
-    yield driver
-    driver.quit()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SE_OFFLINE", "true")  # Selenium Manager must not look for downloads
+        driver = webdriver.Chrome(
+            service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=options)
+        yield driver
+        driver.quit()
 
 
 def wait(driver):
