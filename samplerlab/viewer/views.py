@@ -23,7 +23,7 @@ DEFAULT_REP_N = 4
 
 
 @dataclass
-class Cell:
+class TableCell:
     """One table cell: the text shown and the value it sorts by."""
 
     text: str
@@ -33,7 +33,7 @@ class Cell:
 @dataclass
 class MetricTable:
     columns: list[str]
-    rows: list[dict[str, Any]]  # label, cell_id, status, values: list[Cell]
+    rows: list[dict[str, Any]]  # label, cell_id, status, values: list[TableCell]
 
 
 def metric_table(frame: Any) -> MetricTable:
@@ -46,7 +46,7 @@ def metric_table(frame: Any) -> MetricTable:
         values = []
         for c in columns:
             value = number(r.get(c))
-            values.append(Cell(format_value(r.get(c), r.get(f"{c}_ci_low"),
+            values.append(TableCell(format_value(r.get(c), r.get(f"{c}_ci_low"),
                                             r.get(f"{c}_ci_high")),
                                value if not math.isnan(value) else ""))
         rows.append({"label": str(r.get("label", "")), "cell_id": str(r.get("cell_id", "")),
