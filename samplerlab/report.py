@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from samplerlab.metrics.scoring import MAIN_COLUMNS, format_value, metric_columns
+from samplerlab.viewer.report_section import ratings_lines
 
 SAMPLES_PER_SAMPLER = 2
 MAX_SAMPLE_CHARS = 600
@@ -228,6 +229,7 @@ def write_report(run_dir: str | Path) -> Path:
     failed = failed_section(frame, manifest)
     if failed:
         parts += [failed]
+    parts += ratings_lines(run_dir)
     pngs = sorted(plots_dir.glob("*.png"), key=_plot_order)
     if pngs:
         parts += ["## Plots", ""]

@@ -192,6 +192,22 @@ class RunDir:
         self.save_manifest()
 
 
+def require_run_dir(path: str | Path, *, finished: bool = False) -> Path:
+    """``path`` as a run directory, or one :class:`UserInputError` line saying what is wrong
+    (missing, not a run, or, with ``finished``, without its tables yet)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserInputError(f"run directory '{path}' does not exist; pass a folder under "
+                             "results/<name>/ (its run id)")
+    if not (path / MANIFEST).is_file():
+        raise UserInputError(f"'{path}' is not a samplerlab run directory (no {MANIFEST}); "
+                             "pass a folder under results/<name>/")
+    if finished and not (path / "metrics.csv").is_file():
+        raise UserInputError(f"'{path}' has no metrics.csv yet (an unfinished run): finish "
+                             f"it with samplerlab run --resume {path}")
+    return path
+
+
 def load_samples(run_dir: str | Path):
     """``samples.jsonl`` of a run as a pandas DataFrame (one row per generation)."""
     import pandas as pd

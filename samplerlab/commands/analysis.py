@@ -33,10 +33,9 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> No
 
 
 def _require_run(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise UserInputError(f"run directory '{run_dir}' does not exist")
-    if not (run_dir / "metrics.csv").is_file():
-        raise UserInputError(f"'{run_dir}' has no metrics.csv (not a finished samplerlab run)")
+    from samplerlab.results import require_run_dir
+
+    require_run_dir(run_dir, finished=True)
 
 
 # ------------------------------------------------------------------------- compare

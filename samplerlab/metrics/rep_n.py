@@ -25,6 +25,31 @@ def simctg_counts(samples: Samples, context: MetricContext | None) -> np.ndarray
     return out
 
 
+def repeated_windows(text_units: list[str], n: int) -> list[int]:
+    """Start positions of the n-gram windows that repeat an earlier window of the text.
+
+    The windows are SimCTG's (``max(L - n, 0)`` of them: the n-gram ending on the last
+    unit is not counted), so ``len(repeated_windows(u, n))`` is the text's
+    ``total - distinct`` and ``rep_n`` of the text alone is
+    ``100 * len(repeated) / max(L - n, 0)``. The viewer highlights these windows.
+
+    Example:
+
+    ```python
+    repeated_windows("a b a b a".split(), 2)  # [2]: (a b) again; the final (b a) is not counted
+    ```
+    """
+    seen: set[tuple[str, ...]] = set()
+    repeated = []
+    for start in range(max(len(text_units) - n, 0)):
+        gram = tuple(text_units[start:start + n])
+        if gram in seen:
+            repeated.append(start)
+        else:
+            seen.add(gram)
+    return repeated
+
+
 def rep_from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
     """``rep_n = 100 * (1 - sum unique / sum total)`` from pooled counts."""
     return {f"rep_{n}": 100.0 * (1.0 - ratio(sums[:, 2 * j], sums[:, 2 * j + 1]))

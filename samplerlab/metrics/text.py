@@ -47,6 +47,25 @@ def units(text: str) -> list[str]:
     return _UNIT.findall(text)
 
 
+_WORD = re.compile(r"\S+")
+
+
+def unit_spans(text: str) -> list[tuple[int, int]]:
+    """Character offsets ``(start, end)`` of each unit of :func:`units`, in order.
+
+    ``[text[a:b] for a, b in unit_spans(text)] == units(text)``: the viewer uses the
+    offsets to highlight the units the metrics count.
+
+    Example:
+
+    ```python
+    unit_spans("the  cat")  # [(0, 3), (5, 8)]
+    ```
+    """
+    pattern = _WORD if _HAS_CJK.search(text) is None else _UNIT
+    return [m.span() for m in pattern.finditer(text)]
+
+
 @dataclass
 class GramTable:
     """The n-grams of one order, counted per text (standard windows: ``L - n + 1`` per text).

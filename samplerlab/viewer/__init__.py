@@ -1,0 +1,30 @@
+"""The run viewer: ``samplerlab view`` serves runs in the browser (Starlette, Jinja2,
+uvicorn), with blind pairwise rating into ``ratings.sqlite`` and a static HTML export.
+
+```python
+from pathlib import Path
+from samplerlab.viewer import Catalog, create_app, export_html
+
+catalog = Catalog([Path("results")])
+app = create_app(catalog)                      # an ASGI app: uvicorn, or Starlette's TestClient
+export_html(catalog.sorted_runs()[0], "run.html")
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {"Catalog": "samplerlab.viewer.runs", "Run": "samplerlab.viewer.runs",
+            "create_app": "samplerlab.viewer.app", "export_html": "samplerlab.viewer.export",
+            "running_server": "samplerlab.viewer.serve"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the ratings store and the report section need neither Starlette nor uvicorn.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)
