@@ -278,7 +278,7 @@ def run_cell(cell_runner: CellRunner, cell: Cell, prompts: list[Prompt], metrics
     stops the others.
     """
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.metrics.scoring import score_samples
+    from samplerlab.metrics.judge import score_generated_cell
 
     seed = cell_seed(spec_seed, cell)
     record: dict[str, Any] = {"id": cell.id, "label": cell.label, "sampler": cell.sampler,
@@ -291,14 +291,11 @@ def run_cell(cell_runner: CellRunner, cell: Cell, prompts: list[Prompt], metrics
         return [], record
     context = MetricContext(model=model if model is not None else cell_runner.model,
                             timing=output.timing, seed=seed)
-    try:
-        scores, metrics_error = score_samples(output.samples, metrics, context), None
-    except Exception as exc:  # noqa: BLE001 - a broken metric plugin must not cost the samples
-        scores, metrics_error = {}, f"scoring failed: {type(exc).__name__}: {exc}"
+    # Text metrics now, each failure isolated (metric_errors); the metrics that need a
+    # model wait in metrics_pending for Runner.finish (samplerlab.metrics.judge).
     record.update(status="done", error=None, timing=output.timing,
-                  num_samples=len(output.samples), metrics=scores, finished=now())
-    if metrics_error:
-        record["metrics_error"] = metrics_error
+                  num_samples=len(output.samples), finished=now(),
+                  **score_generated_cell(output.samples, metrics, context))
     return output.samples, record
 
 
@@ -336,6 +333,8 @@ class Runner:
         self.console = console or Console(stderr=True)
         self.progress = progress
         self._cell_runner: CellRunner | None = None  # the last run_cells' (compile count)
+        self._model: Any = None  # the generating model and prompts, for finish's judge phase
+        self._prompts: list[Prompt] = []
 
     def start(self, run_id: str | None = None) -> tuple[RunDir, Any, list[Prompt], list]:
         from samplerlab.models import load_model
@@ -352,6 +351,7 @@ class Runner:
         run = RunDir.create(target, spec_yaml=self.loaded.resolved_yaml(),
                             manifest=new_manifest(self.loaded, model, run_id))
         model = self._finetune(model, run)
+        self._model, self._prompts = model, prompts
         return run, model, prompts, metrics
 
     def resume(self, run: RunDir) -> tuple[Any, list[Prompt], list]:
@@ -363,6 +363,7 @@ class Runner:
                            self.spec.model.dtype_policy, self.spec.model.fast_decoding)
         check_prompts(self.loaded, model, prompts)
         model = self._finetune(model, run)
+        self._model, self._prompts = model, prompts
         run.sync_from_records()
         run.manifest.setdefault("resumed", []).append(now())
         run.set_status("running", finished=None)
@@ -421,12 +422,15 @@ class Runner:
         if record["status"] == "failed":
             self.console.print(f"[red]cell {cell.id} failed:[/] {escape(record['error'])}",
                                soft_wrap=True, highlight=False)
-        elif record.get("metrics_error"):
-            self.console.print(f"[yellow]warning:[/] cell {cell.id} kept its samples but "
-                               f"{escape(record['metrics_error'])}", soft_wrap=True,
-                               highlight=False)
+        else:
+            from samplerlab.metrics.judge import metric_warnings
+
+            for line in metric_warnings(cell.id, record):
+                self.console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True,
+                                   highlight=False)
 
     def finish(self, run: RunDir) -> RunResult:
+        self._score_after_generation(run)
         write_tables(run, self.loaded.cells)
         failed = [c["id"] for c in run.manifest["cells"] if c.get("status") == "failed"]
         status = "failed" if failed else "complete"
@@ -437,6 +441,24 @@ class Runner:
         run.set_status(status, finished=now())
         self._draw(run)
         return RunResult(run.path, status, failed)
+
+    def _score_after_generation(self, run: RunDir) -> None:
+        """The judge's metrics of every cell, the human row and the gaps to it
+        (:mod:`samplerlab.metrics.judge`); a failure here never costs the samples."""
+        from samplerlab.metrics.judge import score_after_generation
+
+        try:
+            score_after_generation(run, self.loaded, self._model, self._prompts,
+                                   console=self.console, progress=self.progress)
+        except KeyboardInterrupt:
+            run.mark_interrupted()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the samples are already safe on disk
+            message = f"scoring after generation failed: {type(exc).__name__}: {exc}"
+            run.manifest.setdefault("notes", []).append(message)
+            run.save_manifest()
+            self.console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True,
+                               highlight=False)
 
     def _draw(self, run: RunDir) -> None:
         """Plots and report; a failure here is reported but never costs the samples."""
@@ -477,8 +499,12 @@ def write_tables(run: RunDir, cells: list[Cell]) -> None:
                         "steady_p95_s": float(np.percentile(steady, 95)) if steady else None,
                         "generated_tokens": timing.get("generated_tokens"),
                         "tokens_per_s": timing.get("tokens_per_s")})
+    from samplerlab.metrics.human import human_table_row
     from samplerlab.results import atomic_write
 
+    human = human_table_row(run.path)  # the human row (samplerlab.metrics.human), if any
+    if human is not None:
+        rows.append(human)
     frame = pd.DataFrame(rows)
     atomic_write(run.path / "metrics.csv", frame.to_csv(index=False))
     atomic_write(run.path / "latency.csv", pd.DataFrame(latency).to_csv(index=False))

@@ -145,6 +145,34 @@ class OutputSpec(_Strict):
         return v
 
 
+class MetricsModelSpec(_Strict):
+    """The judge: the model that scores perplexity, MAUVE features and coherence."""
+
+    preset: str | None = Field(None, description=(
+        "the scoring model, as model.preset (KerasHub name, local preset directory or "
+        "samplerlab:<name>); unset: the generating model (after fine-tuning). It loads "
+        "once, after generation; its tokenizer may differ from the generator's"))
+    sequence_length: int | None = Field(None, ge=2, description=(
+        "tokens of one scored sequence (prompt and continuation for perplexity, one text "
+        "for features); unset: the scoring model's max_sequence_length"))
+    dtype_policy: str | None = Field(None, description="Keras dtype policy of the judge")
+    batch_size: int = Field(4, ge=1, description="sequences per forward pass of the judge")
+
+    @field_validator("dtype_policy")
+    @classmethod
+    def _known_policy(cls, v: str | None) -> str | None:
+        return ModelSpec._known_policy(v)
+
+
+class HumanSpec(_Strict):
+    """Human text to compare with, instead of the prompts' reference continuations."""
+
+    path: str = Field(description="UTF-8 text file of human-written texts")
+    unit: Literal["line", "paragraph"] = Field("line", description=(
+        "one text per non-blank line, or per blank-line-separated paragraph"))
+    take: int | None = Field(None, ge=2, description="use only the first N texts")
+
+
 def _bare_names(v: Any) -> Any:
     """``greedy`` is short for ``{name: greedy}``."""
     if isinstance(v, list):
@@ -167,6 +195,12 @@ class Spec(_Strict):
     samplers: list[SamplerSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(
         default_factory=lambda: [MetricSpec(name=m) for m in DEFAULT_METRICS])
+    metrics_model: MetricsModelSpec = Field(default_factory=MetricsModelSpec, description=(
+        "the model that scores perplexity, MAUVE and coherence (default: the generating "
+        "model)"))
+    human: HumanSpec | None = Field(None, description=(
+        "a file of human text for MAUVE and the human row (default: the reference "
+        "continuations of dataset prompts)"))
     output: OutputSpec = OutputSpec()
 
     @field_validator("samplers", mode="before", json_schema_input_type=list[str | SamplerSpec])
@@ -516,6 +550,7 @@ def _validate(raw: dict[str, Any], path: str | None, lines: dict[tuple, int],
     _check_plugins_and_params(loaded)
     loaded.cells = expand_cells(spec.samplers, manager.registry("samplers"))
     _check_model(loaded)
+    _check_quality(loaded)
     return loaded
 
 
@@ -590,6 +625,51 @@ def _check_model(loaded: LoadedSpec) -> None:
     if limit is not None and spec.model.sequence_length > limit:
         raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
                            f"max_sequence_length ({limit})", ("model", "sequence_length"))
+
+
+def _check_quality(loaded: LoadedSpec) -> None:
+    """``metrics_model`` and ``human`` exist and are readable, and every metric that needs
+    human text or several generations per cell gets them."""
+    from samplerlab.metrics.human import read_human_texts
+    from samplerlab.metrics.scoring import build_metrics
+    from samplerlab.models import check_preset_reference, preset_max_sequence_length
+
+    spec = loaded.spec
+    judge = spec.metrics_model
+    if judge.preset is not None:
+        try:
+            check_preset_reference(judge.preset)
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("metrics_model", "preset")) from None
+    limit = preset_max_sequence_length(judge.preset or spec.model.preset)
+    if judge.sequence_length is not None and limit is not None and \
+            judge.sequence_length > limit:
+        raise loaded.error(f"{judge.sequence_length} is beyond the scoring model's "
+                           f"max_sequence_length ({limit})", ("metrics_model", "sequence_length"))
+    if spec.human is not None:
+        try:
+            read_human_texts(spec.human)
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("human", "path")) from None
+    per_cell = count_generations(loaded) // max(len(loaded.cells), 1)
+    for i, metric_spec in enumerate(spec.metrics):
+        try:
+            metric = build_metrics([metric_spec])[0]
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("metrics", i, "name")) from None
+        except Exception:  # noqa: BLE001, S112 - plugin code; the run reports it
+            continue
+        name = metric_spec.name
+        if "references" in metric.requires and spec.human is None and \
+                not isinstance(spec.prompts, PromptsFromDataset):
+            raise loaded.error(f"{name} compares generations with human text, and list "
+                               "prompts have none: take prompts from a dataset "
+                               "(prompts: {dataset: ...}) or give human: {path: FILE}",
+                               ("metrics", i))
+        if per_cell < metric.min_rows:
+            raise loaded.error(f"{name} needs at least {metric.min_rows} generations per "
+                               f"cell; this spec makes {per_cell} (prompts x "
+                               "generation.samples_per_prompt)", ("metrics", i))
 
 
 def count_generations(loaded: LoadedSpec) -> int:
