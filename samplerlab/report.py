@@ -283,8 +283,9 @@ def write_report(run_dir: str | Path) -> Path:
               + (" The `human` row scores human text with the same metrics."
                  if "status" in frame and (frame["status"] == "human").any() else ""),
               "", metric_table(frame, main), ""]
+    # Every other column, values or not: a metric that failed everywhere shows as "–".
     rest = [c for c in metric_columns(list(frame.columns)) if c not in main
-            and not c.startswith("gap_") and frame[c].notna().any()]
+            and not c.startswith("gap_")]
     if rest:
         parts += ["<details><summary>All metrics</summary>", "",
                   metric_table(frame, rest), "", "</details>", ""]

@@ -26,7 +26,7 @@ def require_mauve() -> Any:
     only to featurize text itself; samplerlab passes features, and torch must not load
     next to JAX (the two crash together), so they are hidden from that import.
     """
-    if "mauve" in sys.modules:
+    if sys.modules.get("mauve") is not None:
         return sys.modules["mauve"]
     try:
         # What mauve needs, imported first and in the open: SciPy looks torch up in
