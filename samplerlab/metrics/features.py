@@ -11,11 +11,53 @@ opaque here: any :class:`samplerlab.models.LoadedModel` whose backbone maps
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
 
 import numpy as np
 
 Pooling = Literal["last", "mean"]
+# One compiled forward pass per layer and kind, dropped with the model.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(layer: Any, kind: str) -> Any:
+    """``layer``'s forward pass under ``jax.jit`` through Keras's ``stateless_call``: the
+    weights are arguments, so one trace serves every batch of a shape (eager Keras runs
+    op by op, which costs more than the arithmetic on small models)."""
+    import jax
+    import jax.numpy as jnp
+
+    per_layer = _COMPILED.setdefault(layer, {})
+    if kind not in per_layer:
+        def forward(trainable, non_trainable, ids, mask):
+            out, _ = layer.stateless_call(trainable, non_trainable,
+                                          {"token_ids": ids, "padding_mask": mask})
+            if kind == "hidden":
+                return out.astype(jnp.float32)
+            log_probs = jax.nn.log_softmax(out.astype(jnp.float32), axis=-1)
+            following = jnp.concatenate([ids[:, 1:], jnp.zeros_like(ids[:, :1])], axis=1)
+            return jnp.take_along_axis(log_probs, following[..., None], axis=-1)[..., 0]
+
+        per_layer[kind] = jax.jit(forward)
+    return per_layer[kind]
+
+
+def _run(layer: Any, kind: str, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+    return np.asarray(_compiled(layer, kind)(trainable, non_trainable, ids, mask),
+                      dtype=np.float64)
+
+
+def hidden_states(model: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The backbone's final hidden states, shape ``(batch, width, hidden_dim)``."""
+    return _run(model.causal_lm.backbone, "hidden", ids, mask)
+
+
+def next_token_log_probs(causal_lm: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``out[b, p] = log P(ids[b, p + 1] | ids[b, : p + 1])`` (the last column is unused)."""
+    return _run(causal_lm, "next_token", ids, mask)
 
 
 def token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -87,8 +129,7 @@ def _pooled(model: Any, rows: list[list[int]], pooling: Pooling, batch_size: int
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
         mask[i, : len(row)] = True
-    hidden = np.asarray(model.causal_lm.backbone({"token_ids": ids, "padding_mask": mask}),
-                        dtype=np.float64)[: len(rows)]
+    hidden = hidden_states(model, ids, mask)[: len(rows)]
     mask = mask[: len(rows)]
     if pooling == "last":
         return hidden[np.arange(len(rows)), mask.sum(axis=1) - 1]

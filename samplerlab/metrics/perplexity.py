@@ -8,7 +8,7 @@ import numpy as np
 
 from samplerlab.metrics.base import MetricContext, Samples, SumPooledMetric
 from samplerlab.metrics.base import ratio as _ratio
-from samplerlab.metrics.features import scoring_window, token_ids
+from samplerlab.metrics.features import next_token_log_probs, scoring_window, token_ids
 
 
 def prompt_ids(preprocessor: Any, prompt: str, sequence_length: int | None = None) -> list[int]:
@@ -29,8 +29,6 @@ def continuation_nll(causal_lm: Any, contexts: list[list[int]], continuations: l
     Batches are right-padded; padding never reaches a scored position because attention
     is causal.
     """
-    import keras
-
     limit = int(limit or causal_lm.backbone.max_sequence_length)
     rows = []
     for ctx, cont in zip(contexts, continuations, strict=True):
@@ -52,11 +50,7 @@ def continuation_nll(causal_lm: Any, contexts: list[list[int]], continuations: l
             mask[i, : len(seq)] = True
             # Position p predicts token p + 1: the continuation is predicted from len(ctx)-1.
             target[i, max(len(ctx) - 1, 0): len(seq) - 1] = True
-        logits = causal_lm({"token_ids": ids, "padding_mask": mask})
-        log_probs = keras.ops.log_softmax(keras.ops.cast(logits, "float32"), axis=-1)
-        nxt = np.concatenate([ids[:, 1:], np.zeros((batch_size, 1), "int32")], axis=1)
-        picked = keras.ops.take_along_axis(log_probs, nxt[..., None], axis=-1)[..., 0]
-        picked = np.asarray(keras.ops.convert_to_numpy(picked), dtype=float)
+        picked = next_token_log_probs(causal_lm, ids, mask)
         out[start:start + len(chunk)] = -(picked * target).sum(axis=1)[: len(chunk)]
         if on_batch is not None:
             on_batch(len(chunk))
