@@ -156,7 +156,9 @@ class MetricsModelSpec(_Strict):
         "tokens of one scored sequence (prompt and continuation for perplexity, one text "
         "for features); unset: the scoring model's max_sequence_length"))
     dtype_policy: str | None = Field(None, description="Keras dtype policy of the judge")
-    batch_size: int = Field(4, ge=1, description="sequences per forward pass of the judge")
+    batch_size: int = Field(2, ge=1, description=(
+        "sequences per forward pass of the judge (a GPT-2 forward pass holds batch x length x "
+        "50,257 logits, which decides the peak memory of a run)"))
 
     @field_validator("dtype_policy")
     @classmethod

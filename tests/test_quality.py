@@ -154,6 +154,30 @@ def test_report_shows_the_judge_the_human_row_the_gaps_and_the_frontier(judged_r
     assert (result.run_dir / "plots" / "frontier.png").stat().st_size > 0
 
 
+def test_a_run_stopped_before_its_model_metrics_scores_them_on_resume(judged_run, tmp_path):
+    import shutil
+
+    from samplerlab.runner import resume_run
+
+    run_dir = shutil.copytree(judged_run[0].run_dir, tmp_path / "run")
+    before = _records(run_dir)
+    for cell_id, record in before.items():  # as a run killed after its last cell left it
+        kept = {k: v for k, v in record["metrics"].items()
+                if not k.startswith(("perplexity", "coherence", "mauve", "gap_"))}
+        pending = {**record, "metrics": kept,
+                   "metrics_pending": ["perplexity", "coherence", "mauve"]}
+        (run_dir / "cells" / f"{cell_id}.json").write_text(json.dumps(pending))
+    (run_dir / "human.json").unlink()
+    assert resume_run(run_dir, progress=False).status == "complete"
+    after = _records(run_dir)
+    for cell_id, record in after.items():
+        assert "metrics_pending" not in record
+        for col in ("perplexity", "coherence", "mauve", "mauve_ci_low", "gap_perplexity"):
+            assert record["metrics"][col] == pytest.approx(before[cell_id]["metrics"][col],
+                                                           rel=1e-5), col
+    assert json.loads((run_dir / "human.json").read_text())["num_samples"] == 4
+
+
 def test_a_judge_that_fails_to_load_late_keeps_the_samples(tiny_preset, tmp_path, capsys):
     broken = tmp_path / "broken-judge"
     broken.mkdir()

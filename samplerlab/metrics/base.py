@@ -52,7 +52,7 @@ class MetricContext:
     seed: int = 0
     n_bootstrap: int = 1000
     confidence: float = 0.95
-    batch_size: int = 4
+    batch_size: int = 2
     max_tokens: int | None = None
     progress: Callable[[int], None] | None = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
