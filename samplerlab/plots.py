@@ -231,10 +231,13 @@ def sweep_axes(frame: Any) -> list[tuple[str, str, Any]]:
 
 
 def plot_sweep(sampler: str, param: str, rows: Any, columns: list[str], out_dir: Path,
-               human: dict[str, Any] | None = None) -> Path:
-    """The main metrics against one swept parameter of one sampler (dashed: human text)."""
-    plt, sns = _pyplot()
+               human: dict[str, Any] | None = None) -> Path | None:
+    """The main metrics against one swept parameter of one sampler (dashed: human text);
+    ``None`` when none of them has a value on these cells."""
     cols = [c for c in columns if c in rows and rows[c].notna().any()]
+    if not cols:
+        return None
+    plt, sns = _pyplot()
     ncols = min(3, len(cols))
     nrows = math.ceil(len(cols) / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
@@ -475,8 +478,9 @@ def draw_plots(run_dir: str | Path) -> list[Path]:
     paths += [plot_metric_by_cell(frame, col, out_dir) for col in columns]
     sweep_columns = [c for c in SWEEP_METRICS if c in columns]
     for sampler, param, rows in sweep_axes(cells):
-        if sweep_columns:
-            paths.append(plot_sweep(sampler, param, rows, sweep_columns, out_dir, human))
+        sweep = plot_sweep(sampler, param, rows, sweep_columns, out_dir, human)
+        if sweep is not None:
+            paths.append(sweep)
     for x in ("rep_4", "tokens_per_s"):
         if "diversity" in columns and x in columns and cells[[x, "diversity"]].notna().all(
                 axis=1).any():

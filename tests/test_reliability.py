@@ -215,12 +215,12 @@ def test_a_broken_metric_costs_only_its_own_columns(tiny_preset, tmp_path, capsy
     '''))
     spec = _spec(tiny_preset, plugins=[str(plugin)],
                  metrics=["rep_n", "broken", "undefined", "diversity"])
-    spec["samplers"] = ["greedy", {"name": "top_k", "params": {"k": 5}}]
+    spec["samplers"] = ["greedy", {"name": "top_k", "params": {"k": [2, 5]}}]  # a sweep plot
     result = samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path / "r",
                             progress=False)
     err = capsys.readouterr().err
     assert result.status == "complete"
-    assert len(_samples(result.run_dir)) == 8
+    assert len(_samples(result.run_dir)) == 12
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert not [n for n in manifest.get("notes", []) if "failed" in n]  # plots, report
     for path in sorted((result.run_dir / "cells").glob("*.json")):
@@ -233,6 +233,7 @@ def test_a_broken_metric_costs_only_its_own_columns(tiny_preset, tmp_path, capsy
     table = (result.run_dir / "metrics.csv").read_text().splitlines()
     assert table[0].split(",")[table[0].split(",").index("broken")] == "broken"
     assert (result.run_dir / "plots" / "metric_rep_2.png").is_file()
+    assert (result.run_dir / "plots" / "sweep_top_k_k.png").is_file()
     report = (result.run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Metric errors" in report
     assert "`broken` on greedy: ZeroDivisionError: bad metric" in report

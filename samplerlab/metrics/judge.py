@@ -180,7 +180,7 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
             names = set(record.pop("metrics_pending"))
             chosen = [m for m in later if m.name in names]
             errors = record.setdefault("metric_errors", {})
-            if judge is None:
+            if judge is None:  # said once, in the notes
                 for m in chosen:
                     record["metrics"].update(_nan_columns(m.columns()))
                     errors[m.name] = judge_error
@@ -192,10 +192,9 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
                 errors.update(scores.errors)
                 skipped.update(scores.skipped)
                 bar.settle(len(chosen) * len(samples), f"model metrics: {record['label']}")
-            for line in metric_warnings(cell_id, {"metric_errors": {
-                    m.name: errors[m.name] for m in chosen if m.name in errors}}):
-                console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True,
-                              highlight=False)
+                for line in metric_warnings(cell_id, {"metric_errors": scores.errors}):
+                    console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True,
+                                  highlight=False)
             _write_json(run.path / "cells" / f"{cell_id}.json", record)
             done[cell_id] = record
     if human_record is not None:
