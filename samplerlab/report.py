@@ -133,18 +133,19 @@ def metric_table(frame: Any, columns: list[str] | None = None) -> str:
 
 
 def sample_section(run_dir: Path, per_sampler: int = SAMPLES_PER_SAMPLER) -> str:
-    path = run_dir / "samples.jsonl"
-    if not path.is_file():
-        return "_No samples._"
+    """The first generations of each sampler, then the first human texts (``human.jsonl``)."""
     shown: dict[str, list[dict[str, Any]]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            s = json.loads(line)
-            group = shown.setdefault(str(s.get("sampler", "?")), [])
-            if len(group) < per_sampler:
-                group.append(s)
+    for path in (run_dir / "samples.jsonl", run_dir / "human.jsonl"):
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                s = json.loads(line)
+                group = shown.setdefault(str(s.get("sampler", "?")), [])
+                if len(group) < per_sampler:
+                    group.append(s)
     parts = []
     for sampler, samples in shown.items():
         parts.append(f"### {sampler}\n")

@@ -149,6 +149,7 @@ def test_report_shows_the_judge_the_human_row_the_gaps_and_the_frontier(judged_r
     assert "SimCSE" in report and "last token" in report
     assert "| human | human |" in report
     assert "## Gap to human" in report
+    assert "### human" in report  # human texts next to the sample generations
     plots = [line for line in report.splitlines() if line.startswith("![")]
     assert plots[0] == "![frontier](plots/frontier.png)"
     assert (result.run_dir / "plots" / "frontier.png").stat().st_size > 0
