@@ -136,7 +136,6 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
         progress: show the progress bar.
     """
     from rich.console import Console
-    from rich.markup import escape
 
     spec = loaded.spec
     console = console or Console(stderr=True)
@@ -147,8 +146,7 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
     pending = {cid: r for cid, r in done.items() if r.get("metrics_pending")}
     human = human_samples(spec, prompts, generator)
     human_record = read_human_record(run.path)
-    need_human = human is not None and (human_record is None
-                                        or human_record.get("metrics_pending"))
+    need_human = human is not None and human_record is None
     notes: list[str] = []
 
     judge, judge_error = None, None
@@ -163,12 +161,10 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
         model=judge.model if judge else None, tokenized_by_model=bool(judge and judge.is_generator),
         human=human, batch_size=spec.metrics_model.batch_size,
         max_tokens=spec.metrics_model.sequence_length)
-
     total = 0
     if judge is not None:
         total = len(later) * sum(r.get("num_samples") or 0 for r in pending.values())
-        if need_human:
-            total += len(human_metrics(later)) * len(human)
+        total += len(human_metrics(later)) * len(human) if need_human else 0
     bar = _Bar(console, progress, total)
     context.progress = bar.advance
     skipped: dict[str, str] = {}
@@ -177,36 +173,52 @@ def score_after_generation(run: Any, loaded: Any, generator: Any, prompts: list[
             human_record = _score_human(run, spec, human, metrics, context, judge_error, bar,
                                         skipped)
         for cell_id, record in pending.items():
-            names = set(record.pop("metrics_pending"))
-            chosen = [m for m in later if m.name in names]
-            errors = record.setdefault("metric_errors", {})
-            if judge is None:  # said once, in the notes
-                for m in chosen:
-                    record["metrics"].update(_nan_columns(m.columns()))
-                    errors[m.name] = judge_error
-            else:
-                samples = run.cell_samples(cell_id)
-                scores = score_cell(samples, chosen,
-                                    dataclasses.replace(context, seed=record.get("seed") or 0))
-                record["metrics"].update(scores.values)
-                errors.update(scores.errors)
-                skipped.update(scores.skipped)
-                bar.settle(len(chosen) * len(samples), f"model metrics: {record['label']}")
-                for line in metric_warnings(cell_id, {"metric_errors": scores.errors}):
-                    console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True,
-                                  highlight=False)
-            _write_json(run.path / "cells" / f"{cell_id}.json", record)
-            done[cell_id] = record
+            _score_pending(run, cell_id, record, later, context, judge_error, bar, skipped,
+                           console)
     if human_record is not None:
-        for cell_id, record in done.items():
-            gaps = gap_columns(record.get("metrics") or {}, human_record.get("metrics") or {})
-            if gaps and any(record["metrics"].get(k) != v for k, v in gaps.items()):
-                record["metrics"].update(gaps)
-                _write_json(run.path / "cells" / f"{cell_id}.json", record)
-    for name, reason in sorted(skipped.items()):
-        if name in {m.name for m in later} and "references" in reason:
-            notes.append(f"{name} skipped: no human text to compare with")
+        _write_gaps(run, done, human_record)
+    later_names = {m.name for m in later}
+    notes += [f"{name} skipped: no human text to compare with"
+              for name, reason in sorted(skipped.items())
+              if name in later_names and "references" in reason]
     _record_in_manifest(run, spec, judge, judge_error, later, human_record, notes, console)
+
+
+def _score_pending(run: Any, cell_id: str, record: dict[str, Any], later: list[Metric],
+                   context: MetricContext, judge_error: str | None, bar: _Bar,
+                   skipped: dict[str, str], console: Any) -> None:
+    """Score a cell's pending model metrics (or record why they cannot be); write it."""
+    from rich.markup import escape
+
+    names = set(record.pop("metrics_pending"))
+    chosen = [m for m in later if m.name in names]
+    errors = record.setdefault("metric_errors", {})
+    if context.model is None:  # the judge failed to load: said once, in the notes
+        for m in chosen:
+            record["metrics"].update(_nan_columns(m.columns()))
+            errors[m.name] = judge_error
+    else:
+        samples = run.cell_samples(cell_id)
+        scores = score_cell(samples, chosen,
+                            dataclasses.replace(context, seed=record.get("seed") or 0))
+        record["metrics"].update(scores.values)
+        errors.update(scores.errors)
+        skipped.update(scores.skipped)
+        bar.settle(len(chosen) * len(samples), f"model metrics: {record['label']}")
+        for line in metric_warnings(cell_id, {"metric_errors": scores.errors}):
+            console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True,
+                          highlight=False)
+    _write_json(run.path / "cells" / f"{cell_id}.json", record)
+
+
+def _write_gaps(run: Any, done: dict[str, dict[str, Any]], human: dict[str, Any]) -> None:
+    """Add ``gap_*`` columns to each done cell's record, rewriting only those that change."""
+    for cell_id, record in done.items():
+        gaps = gap_columns(record.get("metrics") or {}, human.get("metrics") or {})
+        old = {k: (record.get("metrics") or {}).get(k) for k in gaps}
+        if json.dumps(gaps, sort_keys=True) != json.dumps(old, sort_keys=True):
+            record["metrics"].update(gaps)
+            _write_json(run.path / "cells" / f"{cell_id}.json", record)
 
 
 def _score_human(run: Any, spec: Any, human: Samples, metrics: list[Metric],
