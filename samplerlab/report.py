@@ -1,8 +1,9 @@
 """``report.md``: a run's spec, metric table, plots and sample generations, for GitHub.
 
 Everything is read from the run directory (``spec.yaml``, ``manifest.json``,
-``metrics.csv``, ``samples.jsonl``, ``plots/``), so a report can be rewritten at any time
-(``samplerlab plot RUN_DIR`` redraws the plots and the report).
+``metrics.csv``, ``cells/*.json``, ``human.json``, ``samples.jsonl``, ``plots/``), so a
+report can be rewritten at any time (``samplerlab plot RUN_DIR`` redraws the plots and
+the report). Each section is a function of its own; a missing value prints as ``–``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from samplerlab.metrics.scoring import MAIN_COLUMNS, format_value, metric_columns
+from samplerlab.metrics.scoring import MAIN_COLUMNS, MISSING, format_value, metric_columns
 from samplerlab.viewer.report_section import ratings_lines
 
 SAMPLES_PER_SAMPLER = 2
@@ -64,7 +65,7 @@ def spec_summary(spec: dict[str, Any], manifest: dict[str, Any]) -> str:
         source = (prompts.get("dataset") or {}).get("source", "?")
         prompt_text = f"{prompts.get('take', '?')} prompts from dataset `{source}`"
     else:
-        prompt_text = "-"
+        prompt_text = MISSING
     finetune = spec.get("finetune")
     if finetune:
         ds = finetune.get("dataset") or {}
@@ -85,7 +86,8 @@ def spec_summary(spec: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"{gen.get('samples_per_prompt', 1)} sample(s) per prompt, seed "
         f"{spec.get('seed', manifest.get('seed', '?'))}",
         f"- **Cells:** {len(manifest.get('cells') or [])}; metrics: "
-        f"{', '.join(metrics) or '-'}",
+        f"{', '.join(metrics) or MISSING}",
+        *scoring_lines(manifest),
         f"- **Environment:** backend {manifest.get('backend', '?')}, devices "
         f"{', '.join(manifest.get('devices') or []) or '?'}; "
         + ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -96,6 +98,26 @@ def spec_summary(spec: dict[str, Any], manifest: dict[str, Any]) -> str:
     for note in manifest.get("notes") or []:
         lines.append(f"- **Note:** {note}")
     return "\n".join(lines)
+
+
+def scoring_lines(manifest: dict[str, Any]) -> list[str]:
+    """Which model scored the model metrics, with which features, against which human text."""
+    lines = []
+    judge = manifest.get("metrics_model")
+    if judge:
+        who = judge.get("description") or f"`{judge.get('preset')}`"
+        if judge.get("error"):
+            who = f"`{judge.get('preset')}`, which failed to load ({judge['error']})"
+        lines.append(f"- **Scoring model** (perplexity, MAUVE, coherence): {who}")
+        for name, how in (judge.get("features") or {}).items():
+            lines.append(f"  - `{name}`: {how}")
+    human = manifest.get("human")
+    if human:
+        source = (f"the file `{human['path']}`" if human.get("path")
+                  else "the reference continuations of the dataset prompts")
+        lines.append(f"- **Human text:** {human.get('num_samples')} texts from {source}, each "
+                     "cut to the token budget of a generation (the `human` row)")
+    return lines
 
 
 def metric_table(frame: Any, columns: list[str] | None = None) -> str:
@@ -112,18 +134,19 @@ def metric_table(frame: Any, columns: list[str] | None = None) -> str:
 
 
 def sample_section(run_dir: Path, per_sampler: int = SAMPLES_PER_SAMPLER) -> str:
-    path = run_dir / "samples.jsonl"
-    if not path.is_file():
-        return "_No samples._"
+    """The first generations of each sampler, then the first human texts (``human.jsonl``)."""
     shown: dict[str, list[dict[str, Any]]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            s = json.loads(line)
-            group = shown.setdefault(str(s.get("sampler", "?")), [])
-            if len(group) < per_sampler:
-                group.append(s)
+    for path in (run_dir / "samples.jsonl", run_dir / "human.jsonl"):
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                s = json.loads(line)
+                group = shown.setdefault(str(s.get("sampler", "?")), [])
+                if len(group) < per_sampler:
+                    group.append(s)
     parts = []
     for sampler, samples in shown.items():
         parts.append(f"### {sampler}\n")
@@ -137,6 +160,47 @@ def sample_section(run_dir: Path, per_sampler: int = SAMPLES_PER_SAMPLER) -> str
                          f"({s.get('num_tokens', '?')} tokens, stopped at "
                          f"{s.get('stop_reason', '?')}):\n\n{quoted}\n")
     return "\n".join(parts) if parts else "_No samples._"
+
+
+def gap_section(frame: Any) -> str:
+    """|cell − human| per cell for the gap columns; the closest cell of each in bold."""
+    if "status" not in frame:
+        return ""
+    gaps = [c for c in metric_columns(list(frame.columns))
+            if c.startswith("gap_") and frame[c].notna().any()]
+    cells = frame[frame["status"].astype(str) == "done"]
+    if not gaps or cells.empty:
+        return ""
+    best = {c: cells[c].min() for c in gaps}
+    rows = []
+    for _, r in cells.iterrows():
+        row: list[Any] = [r.get("label", r.get("cell_id", ""))]
+        for c in gaps:
+            text = format_value(r.get(c))
+            row.append(f"**{text}**" if text != MISSING and r.get(c) == best[c] else text)
+        rows.append(row)
+    header = ["cell", *[c.removeprefix("gap_") for c in gaps]]
+    return "\n".join([
+        "## Gap to human", "",
+        "Distance of each cell to the `human` row, |cell − human|, per metric (Holtzman et "
+        "al. 2020 judge decoding by closeness to human text); the closest cell in bold.", "",
+        markdown_table(header, rows), ""])
+
+
+def metric_errors_section(run_dir: Path) -> str:
+    """Every metric that failed on a cell (or on the human row), with its error."""
+    lines = []
+    records = sorted((run_dir / "cells").glob("*.json")) + [run_dir / "human.json"]
+    for path in records:
+        record = _read_json(path) if path.is_file() else {}
+        for name, error in (record.get("metric_errors") or {}).items():
+            where = record.get("label") or record.get("id") or path.stem
+            lines.append(f"- `{name}` on {_cell(where)}: {_cell(str(error)[:300])}")
+    if not lines:
+        return ""
+    return "\n".join(["## Metric errors", "",
+                      f"These metrics failed; their columns are empty ({MISSING}) and every "
+                      "other metric was scored.", "", *lines, ""])
 
 
 def failed_section(frame: Any, manifest: dict[str, Any]) -> str:
@@ -217,18 +281,21 @@ def write_report(run_dir: str | Path) -> Path:
     main = [c for c in MAIN_COLUMNS if c in frame and frame[c].notna().any()]
     parts += ["## Main metrics", "",
               "Each value is followed by its 95% bootstrap confidence interval over "
-              "generations (latency: over timed calls).", "", metric_table(frame, main), ""]
+              f"generations (latency: over timed calls); {MISSING} marks a missing value."
+              + (" The `human` row scores human text with the same metrics."
+                 if "status" in frame and (frame["status"] == "human").any() else ""),
+              "", metric_table(frame, main), ""]
+    # Every other column, values or not: a metric that failed everywhere shows as "–".
     rest = [c for c in metric_columns(list(frame.columns)) if c not in main
-            and frame[c].notna().any()]
+            and not c.startswith("gap_")]
     if rest:
         parts += ["<details><summary>All metrics</summary>", "",
                   metric_table(frame, rest), "", "</details>", ""]
-    paired = paired_section(run_dir, frame, seed=int(manifest.get("seed") or 0))
-    if paired:
-        parts += [paired]
-    failed = failed_section(frame, manifest)
-    if failed:
-        parts += [failed]
+    for section in (gap_section(frame),
+                    paired_section(run_dir, frame, seed=int(manifest.get("seed") or 0)),
+                    metric_errors_section(run_dir), failed_section(frame, manifest)):
+        if section:
+            parts += [section]
     parts += ratings_lines(run_dir)
     pngs = sorted(plots_dir.glob("*.png"), key=_plot_order)
     if pngs:
@@ -250,8 +317,11 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def _plot_order(path: Path) -> tuple[int, str]:
-    """Trade-offs, sweeps and lengths first, then the main metrics in the table's order."""
+    """The frontier, trade-offs, sweeps and lengths first, then the main metrics in the
+    table's order."""
     name = path.stem
+    if name == "frontier":
+        return (0, "")
     if "_vs_" in name:
         return (0, name)
     if name.startswith("sweep_") or name == "lengths":

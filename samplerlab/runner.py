@@ -124,6 +124,8 @@ class Runner:
                                  else self.spec.output.root)
         self.console = console or Console(stderr=True)
         self.progress = progress
+        self._model: Any = None  # the generating model and prompts, for finish's judge phase
+        self._prompts: list[Prompt] = []
 
     # -- setting up ------------------------------------------------------------------
     def start(self, run_id: str | None = None) -> tuple[RunDir, Any, list[Prompt]]:
@@ -137,13 +139,15 @@ class Runner:
             self.console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         run = RunDir.create(target, spec_yaml=self.loaded.resolved_yaml(),
                             manifest=new_manifest(self.loaded, model, run_id))
-        return run, self._finetune(model, run), prompts
+        self._model, self._prompts = self._finetune(model, run), prompts
+        return run, self._model, prompts
 
     def resume(self, run: RunDir) -> tuple[Any, list[Prompt]]:
         """Load (and re-use the fine-tuned) model for a run that has started before."""
         prompts = resolve_prompts(self.loaded)
         self._metrics()
         model = self._finetune(self._load_model(prompts), run)
+        self._model, self._prompts = model, prompts
         run.sync_from_records()
         run.manifest.setdefault("resumed", []).append(now())
         run.set_status("running", finished=None)
@@ -241,21 +245,41 @@ class Runner:
         run.write_cell(outcome.cell.id, outcome.samples, record)
         if outcome.failed:
             self._warn(f"[red]cell {outcome.cell.id} failed:[/] {escape(record['error'])}")
-        elif record.get("metrics_error"):
-            self._warn(f"[yellow]warning:[/] cell {outcome.cell.id} kept its samples but "
-                       f"{escape(record['metrics_error'])}")
+            return
+        from samplerlab.metrics.judge import metric_warnings
+
+        for line in metric_warnings(outcome.cell.id, record):
+            self._warn(f"[yellow]warning:[/] {escape(line)}")
 
     def _warn(self, markup: str) -> None:
         self.console.print(markup, soft_wrap=True, highlight=False)
 
     def finish(self, run: RunDir) -> RunResult:
-        """Tables, status, plots and report from the cell records."""
+        """The judge's metrics, tables, status, plots and report from the cell records."""
+        self._score_after_generation(run)
         write_tables(run, self.loaded.cells)
         failed = [c["id"] for c in run.manifest["cells"] if c.get("status") == "failed"]
         status = "failed" if failed else "complete"
         run.set_status(status, finished=now())
         self._draw(run)
         return RunResult(run.path, status, failed)
+
+    def _score_after_generation(self, run: RunDir) -> None:
+        """The judge's metrics of every cell, the human row and the gaps to it
+        (:mod:`samplerlab.metrics.judge`); a failure here never costs the samples."""
+        from samplerlab.metrics.judge import score_after_generation
+
+        try:
+            score_after_generation(run, self.loaded, self._model, self._prompts,
+                                   console=self.console, progress=self.progress)
+        except KeyboardInterrupt:
+            run.mark_interrupted()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the samples are already safe on disk
+            message = f"scoring after generation failed: {type(exc).__name__}: {exc}"
+            run.manifest.setdefault("notes", []).append(message)
+            run.save_manifest()
+            self._warn(f"[yellow]warning:[/] {escape(message)}")
 
     def _draw(self, run: RunDir) -> None:
         """Plots and report; a failure here is reported but never costs the samples."""
@@ -295,6 +319,11 @@ def write_tables(run: RunDir, cells: list[Cell]) -> None:
                         "steady_p95_s": float(np.percentile(steady, 95)) if steady else None,
                         "generated_tokens": timing.get("generated_tokens"),
                         "tokens_per_s": timing.get("tokens_per_s")})
+    from samplerlab.metrics.human import human_table_row
+
+    human = human_table_row(run.path)  # the human row (samplerlab.metrics.human), if any
+    if human is not None:
+        rows.append(human)
     frame = pd.DataFrame(rows)
     atomic_write(run.path / "metrics.csv", frame.to_csv(index=False))
     atomic_write(run.path / "latency.csv", pd.DataFrame(latency).to_csv(index=False))

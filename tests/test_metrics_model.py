@@ -54,8 +54,9 @@ def test_uniform_model_has_perplexity_equal_to_the_vocabulary_size(tiny):
 
 def test_perplexity_equals_unbatched_log_softmax_of_the_logits(tiny):
     samples = samples_for(tiny)
-    metric = Perplexity(batch_size=2)  # batches of unequal lengths, right-padded
-    got = metric.aggregate(metric.stats(samples, MetricContext(model=tiny)))["perplexity"]
+    metric = Perplexity()  # batches of unequal lengths, right-padded
+    context = MetricContext(model=tiny, tokenized_by_model=True, batch_size=2)
+    got = metric.aggregate(metric.stats(samples, context))["perplexity"]
     total, count = 0.0, 0
     for s in samples:  # one unpadded sequence at a time, log-softmax in float64 NumPy
         ctx = prompt_ids(tiny.preprocessor, s["prompt"])
@@ -96,7 +97,7 @@ def test_mauve_without_the_optional_package_is_a_clear_user_error(monkeypatch):
         build_metrics(["mauve"])
 
 
-def test_mauve_features_come_from_the_runs_own_model(tiny, monkeypatch):
+def test_mauve_hands_the_features_and_its_settings_to_mauve_text(tiny, monkeypatch):
     calls = {}
 
     def compute_mauve(p_features, q_features, **kwargs):
@@ -104,18 +105,16 @@ def test_mauve_features_come_from_the_runs_own_model(tiny, monkeypatch):
         return types.SimpleNamespace(mauve=0.25)
 
     monkeypatch.setitem(sys.modules, "mauve", types.SimpleNamespace(compute_mauve=compute_mauve))
-    samples = [{"text": f" text {i}", "reference": f" human {i}"} for i in range(3)]
-    samples.append({"text": " no reference", "reference": None})
-    metric = build_metrics([{"name": "mauve", "params": {"num_buckets": 2}}])[0]
+    samples = [{"text": f" text {i}", "reference": f" human {i}", "prompt_index": i}
+               for i in range(3)]
+    samples.append({"text": " no reference", "reference": None, "prompt_index": 3})
+    metric = build_metrics([{"name": "mauve", "params": {
+        "num_buckets": 2, "scaling_factor": 3.0, "bootstrap_samples": 0}}])[0]
     row = score_samples(samples, [metric], MetricContext(model=tiny))
     assert row["mauve"] == 0.25 and math.isnan(row["mauve_ci_low"])
-    assert calls["p"].shape == calls["q"].shape == (3, 32)  # hidden_dim of the tiny model
-    assert calls["num_buckets"] == 2
-    # the feature of a text is the backbone's last hidden state at its last token
-    packed = tiny.preprocessor.generate_preprocess([" human 1"])
-    hidden = np.asarray(tiny.causal_lm.backbone(packed))[0]
-    last = int(np.asarray(packed["padding_mask"])[0].sum()) - 1
-    np.testing.assert_allclose(calls["q"][1], hidden[last], rtol=1e-5, atol=1e-6)
+    # every generation of the cell against each prompt's reference once
+    assert calls["p"].shape == (4, 32) and calls["q"].shape == (3, 32)
+    assert (calls["num_buckets"], calls["mauve_scaling_factor"], calls["seed"]) == (2, 3.0, 25)
 
 
 def test_mauve_without_references_is_nan(tiny, monkeypatch):

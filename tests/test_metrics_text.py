@@ -140,6 +140,40 @@ def test_self_bleu_scores_equal_nltk_sentence_bleu():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+TEXYGEN_SET = [
+    "the cat sat on the mat and looked at the dog",
+    "the dog sat on the log and looked at the cat",
+    "a bird flew over the house in the morning light",
+    "the cat and the dog slept in the morning sun",
+    "nobody knew where the old road through the forest went",
+    "the old road went through the forest to the sea",
+    "i like basketball and i like the sea",
+    "the sea was calm and the sky was grey",
+]
+
+
+def texygen_self_bleu(texts: list[str], gram: int = 4) -> float:
+    """Texygen's ``SelfBleu.get_bleu_parallel`` (Zhu et al. 2018), transcribed serially:
+    each text against all the others with nltk's corpus BLEU, uniform weights, smoothing 1,
+    then the mean. Texygen tokenizes with nltk.word_tokenize; this set has no punctuation,
+    where that is ``str.split``."""
+    from nltk.translate.bleu_score import corpus_bleu
+
+    reference = [t.split() for t in texts]
+    weight = tuple(1.0 / gram for _ in range(gram))
+    scores = []
+    for index, hypothesis in enumerate(reference):
+        other = reference[:index] + reference[index + 1:]
+        scores.append(corpus_bleu([other], [hypothesis], weight,
+                                  smoothing_function=SmoothingFunction().method1))
+    return sum(scores) / len(scores)
+
+
+def test_self_bleu_equals_texygens_corpus_bleu_definition_on_a_fixed_set():
+    assert score(SelfBleu(), TEXYGEN_SET)["self_bleu"] == pytest.approx(
+        texygen_self_bleu(TEXYGEN_SET), rel=0, abs=1e-12)
+
+
 def test_self_bleu_max_samples_scores_a_seeded_subset_against_everyone():
     texts = ["a b c d", "a b c e", "x y z w", "a b x y"]
     all_scores = self_bleu_scores([{"text": t} for t in texts], None)

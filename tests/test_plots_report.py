@@ -174,3 +174,64 @@ def test_report_pairs_each_cell_with_the_first_over_the_same_prompts(run_dir):
     expected = paired_difference(samples[done[0]["id"]], samples[CELLS[0]["id"]], RepN(),
                                  MetricContext(seed=7))["rep_4"]["difference"]
     assert f"{expected:.3f}" in lines[1]
+
+
+def test_missing_values_print_as_an_en_dash():
+    import math
+
+    import pandas as pd
+    from rich.console import Console
+
+    from samplerlab.metrics.scoring import format_value, summary_table
+    from samplerlab.report import metric_table
+
+    assert format_value(math.nan) == format_value(None) == "–"
+    assert format_value(2.0, math.nan, 3.0) == "2.000"
+    frame = pd.DataFrame([{"label": "a", "status": "done", "rep_2": math.nan, "zipf": 1.0}])
+    assert metric_table(frame, ["rep_2", "zipf"]).splitlines()[2] == "| a | done | – | 1.000 |"
+    console = Console(record=True, width=100)
+    console.print(summary_table([{"label": "a", "status": "done", "rep_4": math.nan,
+                                  "diversity": 0.5}], columns=["rep_4", "diversity"]))
+    assert "–" in console.export_text()
+
+
+def _with_human_row(run_dir: Path) -> Path:
+    """Add a human row (as metrics.csv has it when the prompts have references)."""
+    import pandas as pd
+
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    human = {"cell_id": "human", "label": "human", "sampler": "human", "params": "{}",
+             "status": "human", "rep_4": 0.0, "rep_4_ci_low": 0.0, "rep_4_ci_high": 0.0,
+             "diversity": 0.97, "diversity_ci_low": 0.95, "diversity_ci_high": 0.99}
+    pd.concat([frame, pd.DataFrame([human])]).to_csv(run_dir / "metrics.csv", index=False)
+    return run_dir
+
+
+def test_plots_and_report_carry_the_human_row(run_dir):
+    from samplerlab.plots import draw_plots
+    from samplerlab.report import write_report
+
+    names = {p.name for p in draw_plots(_with_human_row(run_dir))}
+    assert {"metric_diversity.png", "diversity_vs_rep_4.png"} <= names
+    assert "frontier.png" not in names  # no quality metric (MAUVE, perplexity) in this run
+    report = write_report(run_dir).read_text(encoding="utf-8")
+    assert "| human | human |" in report
+    assert "The `human` row scores human text with the same metrics." in report
+
+
+def test_frontier_uses_perplexity_without_mauve_and_draws_sweep_paths(tmp_path):
+    import pandas as pd
+
+    from samplerlab.plots import frontier_axes, plot_frontier
+
+    rows = [{"label": f"top_p(p={p})", "sampler": "top_p", "params": {"p": p},
+             "diversity": d, "perplexity": ppl}
+            for p, d, ppl in [(0.5, 0.4, 8.0), (0.8, 0.7, 20.0), (0.95, 0.9, 60.0)]]
+    rows.append({"label": "greedy", "sampler": "greedy", "params": {}, "diversity": 0.2,
+                 "perplexity": 3.0})
+    frame = pd.DataFrame(rows)
+    assert frontier_axes(frame) == ("diversity", "perplexity")
+    human = {"diversity": 0.95, "perplexity": 90.0}
+    path = plot_frontier(frame, tmp_path, human, judge="samplerlab:tiny-en")
+    assert path == tmp_path / "frontier.png" and path.stat().st_size > 0
+    assert frontier_axes(frame.drop(columns=["perplexity"])) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -170,9 +171,13 @@ def test_nothing_is_written_outside_the_results_root(tiny_preset, tmp_path, monk
     assert result.run_dir.resolve().is_relative_to((tmp_path / "results").resolve())
 
 
-def test_a_failing_metric_plugin_keeps_the_samples(tiny_preset, tmp_path):
-    plugin = tmp_path / "bad_metric.py"
+def test_a_broken_metric_costs_only_its_own_columns(tiny_preset, tmp_path, capsys):
+    """One metric raises, one returns NaN: both leave empty columns, the raiser's error is
+    in the cell record, every other metric is scored, and plots and report are written."""
+    plugin = tmp_path / "bad_metrics.py"
     plugin.write_text(textwrap.dedent('''
+        import numpy as np
+
         import samplerlab
         from samplerlab.metrics.base import Metric
 
@@ -190,15 +195,49 @@ def test_a_failing_metric_plugin_keeps_the_samples(tiny_preset, tmp_path):
                 return {}
 
 
+        class Undefined(Metric):
+            name = "undefined"
+
+            def columns(self):
+                return ["undefined"]
+
+            def stats(self, samples, context):
+                return np.full((len(samples), 1), np.nan)
+
+            def aggregate(self, stats):
+                return {"undefined": float("nan")}
+
+
         @samplerlab.hookimpl
         def register_metrics(register):
             register("broken", Broken)
+            register("undefined", Undefined)
     '''))
-    spec = _spec(tiny_preset, plugins=[str(plugin)], metrics=["broken"])
-    spec["samplers"] = ["greedy"]
+    spec = _spec(tiny_preset, plugins=[str(plugin)],
+                 metrics=["rep_n", "broken", "undefined", "diversity"])
+    spec["samplers"] = ["greedy", {"name": "top_k", "params": {"k": [2, 5]}}]  # a sweep plot
     result = samplerlab.run(samplerlab.load_spec(spec), results_root=tmp_path / "r",
                             progress=False)
+    err = capsys.readouterr().err
     assert result.status == "complete"
-    assert len(_samples(result.run_dir)) == 4
-    record = json.loads(next((result.run_dir / "cells").glob("*.json")).read_text())
-    assert record["metrics_error"] == "scoring failed: ZeroDivisionError: bad metric"
+    assert len(_samples(result.run_dir)) == 12
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert not [n for n in manifest.get("notes", []) if "failed" in n]  # plots, report
+    for path in sorted((result.run_dir / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["metric_errors"] == {"broken": "ZeroDivisionError: bad metric"}
+        assert math.isnan(record["metrics"]["broken"])
+        assert math.isnan(record["metrics"]["undefined"])
+        assert 0 <= record["metrics"]["rep_2"] <= 100 and 0 <= record["metrics"]["diversity"]
+        assert f"cell {record['id']}: metric 'broken' failed" in err
+    table = (result.run_dir / "metrics.csv").read_text().splitlines()
+    assert table[0].split(",")[table[0].split(",").index("broken")] == "broken"
+    assert (result.run_dir / "plots" / "metric_rep_2.png").is_file()
+    assert (result.run_dir / "plots" / "sweep_top_k_k.png").is_file()
+    report = (result.run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Metric errors" in report
+    assert "`broken` on greedy: ZeroDivisionError: bad metric" in report
+    all_metrics = report.split("<summary>All metrics</summary>")[1].split("</details>")[0]
+    header, _, greedy = ([c.strip() for c in line.strip("|").split("|")]
+                         for line in all_metrics.strip().splitlines()[:3])
+    assert greedy[header.index("undefined")] == "–"

@@ -112,7 +112,7 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     it runs. ``metric_model`` scores the model metrics (default: the engine's model).
     """
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.metrics.scoring import score_samples
+    from samplerlab.metrics.judge import score_generated_cell
 
     record = new_record(cell, job.spec_seed)
     try:
@@ -121,12 +121,9 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
         return failed_outcome(cell, job.spec_seed, str(exc), record)
     context = MetricContext(model=metric_model if metric_model is not None else engine.model,
                             timing=output.timing, seed=record["seed"])
-    try:
-        scores, metrics_error = score_samples(output.samples, metrics, context), None
-    except Exception as exc:  # noqa: BLE001 - a broken metric plugin must not cost the samples
-        scores, metrics_error = {}, f"scoring failed: {type(exc).__name__}: {exc}"
+    # Text metrics now, each failure isolated (metric_errors); the metrics that need a
+    # model wait in metrics_pending for the runner's judge phase (samplerlab.metrics.judge).
     record.update(status="done", error=None, timing=output.timing,
-                  num_samples=len(output.samples), metrics=scores, finished=now())
-    if metrics_error:
-        record["metrics_error"] = metrics_error
+                  num_samples=len(output.samples), finished=now(),
+                  **score_generated_cell(output.samples, metrics, context))
     return CellOutcome(cell, output.samples, record)

@@ -75,22 +75,32 @@ def latency():
     return Latency()
 
 
-def perplexity(preset: str | None = None, batch_size: Annotated[int, Field(ge=1)] = 2):
-    """Perplexity of the continuations given their prompts, under the run's model or a preset."""
+def perplexity():
+    """Perplexity of the continuations given their prompts, under the run's metrics_model."""
     from samplerlab.metrics.perplexity import Perplexity
 
-    return Perplexity(preset=preset, batch_size=batch_size)
+    return Perplexity()
+
+
+def coherence():
+    """Coherence: cosine of the prompt's and continuation's mean-pooled metrics_model states."""
+    from samplerlab.metrics.coherence import Coherence
+
+    return Coherence()
 
 
 def mauve(num_buckets: Annotated[int, Field(ge=2)] | Literal["auto"] = "auto",
-          scaling_factor: Annotated[float, Field(gt=0)] = 5.0, seed: int = 25):
-    """MAUVE against the reference continuations (optional mauve-text package)."""
+          scaling_factor: Annotated[float, Field(gt=0)] = 5.0, seed: int = 25,
+          bootstrap_samples: Annotated[int, Field(ge=0)] = 50):
+    """MAUVE against human text (needs the mauve extra: pip install 'samplerlab[mauve]')."""
     from samplerlab.metrics.mauve import Mauve
 
-    return Mauve(num_buckets=num_buckets, scaling_factor=scaling_factor, seed=seed)
+    return Mauve(num_buckets=num_buckets, scaling_factor=scaling_factor, seed=seed,
+                 bootstrap_samples=bootstrap_samples)
 
 
-BUILTINS = (rep_n, diversity, distinct_n, self_bleu, zipf, length, latency, perplexity, mauve)
+BUILTINS = (rep_n, diversity, distinct_n, self_bleu, zipf, length, latency, perplexity,
+            coherence, mauve)
 
 
 @hookimpl

@@ -11,6 +11,7 @@ derive from :class:`SumPooledMetric` and bootstrap all replicates in one matrix 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,28 +25,54 @@ class MetricContext:
     """What a metric may use besides the samples.
 
     Attributes:
-        model: a :class:`samplerlab.models.LoadedModel` (perplexity, mauve), or ``None``.
+        model: the model that scores (a :class:`samplerlab.models.LoadedModel`: the run's
+            ``metrics_model``, by default the generating model), or ``None``.
+        tokenized_by_model: the samples' ``token_ids`` come from ``model``'s tokenizer,
+            so perplexity scores them as they are; otherwise it re-tokenizes the text.
+        human: human texts to compare with (the samples of the human row: ``text`` and
+            ``prompt``), for metrics that need them (MAUVE); ``None``: the samples'
+            ``reference`` continuations.
         timing: the cell's timing dict (``first_call_s``, ``steady_call_s``, ``compile_s``,
             ``generated_tokens``, ``steady_generated_tokens``), or ``None``.
         seed: seeds the bootstrap, so intervals are reproducible.
         n_bootstrap: bootstrap replicates.
         confidence: two-sided level of the percentile intervals.
+        batch_size: texts per forward pass of ``model``.
+        max_tokens: tokens of one scored sequence (default: the model's
+            ``max_sequence_length``).
+        progress: called with the number of samples a model metric has just scored.
         cache: scratch space shared by the metrics of one scoring call (the text index).
+        memo: kept across scoring calls that share this context (features of texts).
     """
 
     model: Any = None
+    tokenized_by_model: bool = False
+    human: list[dict[str, Any]] | None = None
     timing: dict[str, Any] | None = None
     seed: int = 0
     n_bootstrap: int = 1000
     confidence: float = 0.95
+    batch_size: int = 2
+    max_tokens: int | None = None
+    progress: Callable[[int], None] | None = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def advance(self, n: int) -> None:
+        """Report ``n`` samples scored to :attr:`progress`, when set."""
+        if self.progress is not None:
+            self.progress(n)
 
 
 class Metric:
     """Base class of every metric (built-in or plugin).
 
     Subclasses set ``name`` and ``requires`` and implement :meth:`columns`,
-    :meth:`stats` and :meth:`aggregate`. ``rows`` says what a row of ``stats`` is:
+    :meth:`stats` and :meth:`aggregate`. ``requires`` may hold ``"model"`` (scored after
+    generation by the run's ``metrics_model``), ``"timing"`` and ``"references"`` (human
+    text: dataset references or ``human.path``); ``min_rows`` is the fewest generations a
+    cell needs (a spec that cannot reach it is refused). ``rows`` says what a row of
+    ``stats`` is:
     ``"generation"`` (the default; paired differences match rows by prompt and sample)
     or ``"call"`` (latency). Set ``bootstrap = False`` for a metric without an interval,
     and ``max_bootstrap`` to cap the replicates of an expensive aggregate.
@@ -76,6 +103,7 @@ class Metric:
     name: ClassVar[str] = "metric"
     requires: ClassVar[frozenset[str]] = frozenset()
     rows: ClassVar[str] = "generation"
+    min_rows: ClassVar[int] = 0
     bootstrap: bool = True
     max_bootstrap: int | None = None
     #: ``"percentile"``, or ``"bias_corrected"``: the percentile interval of replicates

@@ -24,7 +24,10 @@ TEXT_METRICS = ["rep_n", "diversity", "distinct_n", "self_bleu", "zipf", "length
 SUMMARY_COLUMNS = ["rep_4", "diversity", "self_bleu", "perplexity", "mauve", "mean_tokens",
                    "tokens_per_s", "distinct_2", "zipf"]
 MAIN_COLUMNS = ["rep_2", "rep_4", "diversity", "distinct_2", "self_bleu", "zipf", "perplexity",
-                "mauve", "mean_tokens", "end_token_share", "steady_p50_s", "tokens_per_s"]
+                "mauve", "coherence", "mean_tokens", "end_token_share", "steady_p50_s",
+                "tokens_per_s"]
+#: Shown for a missing value in every table (report, CLI).
+MISSING = "–"
 
 
 # ------------------------------------------------------------------------- metrics
@@ -48,12 +51,12 @@ def build_metrics(metric_specs: list[Any]) -> list[Metric]:
 def missing_requirements(metric: Metric, samples: Samples, context: MetricContext) -> list[str]:
     """What a metric needs and the scoring call lacks (``model``, ``timing``, ``references``)."""
     missing = []
-    if "model" in metric.requires and context.model is None and \
-            getattr(metric, "preset", None) is None:
+    if "model" in metric.requires and context.model is None:
         missing.append("model")
     if "timing" in metric.requires and not context.timing:
         missing.append("timing")
-    if "references" in metric.requires and not any(s.get("reference") for s in samples):
+    if "references" in metric.requires and not context.human and \
+            not any(s.get("reference") for s in samples):
         missing.append("references")
     return missing
 
@@ -111,13 +114,22 @@ def _centred(replicates: np.ndarray, point: float, metric: Metric) -> np.ndarray
     return replicates - (np.median(finite) - point) if len(finite) else replicates
 
 
+def _nan_columns(columns: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for col in columns:
+        out.update({col: math.nan, f"{col}_ci_low": math.nan, f"{col}_ci_high": math.nan})
+    return out
+
+
 def score_metric(metric: Metric, samples: Samples, context: MetricContext) -> dict[str, float]:
-    """One metric's columns with ``<col>_ci_low`` / ``<col>_ci_high``."""
+    """One metric's columns with ``<col>_ci_low`` / ``<col>_ci_high``.
+
+    NaN columns when a requirement is missing; exceptions of the metric propagate
+    (:func:`score_cell` isolates them).
+    """
     out: dict[str, float] = {}
     if missing_requirements(metric, samples, context):
-        for col in metric.columns():
-            out.update({col: math.nan, f"{col}_ci_low": math.nan, f"{col}_ci_high": math.nan})
-        return out
+        return _nan_columns(metric.columns())
     stats = metric.stats(samples, context)
     point = metric.aggregate(stats)
     reps = _replicates(metric, stats, context)
@@ -130,12 +142,64 @@ def score_metric(metric: Metric, samples: Samples, context: MetricContext) -> di
     return out
 
 
+@dataclasses.dataclass
+class CellScores:
+    """What scoring one cell gave.
+
+    Attributes:
+        values: every column of every metric with its ``_ci_low``/``_ci_high`` (NaN where
+            a metric failed or could not run).
+        errors: ``{metric name: "ExceptionType: message"}`` for each metric that raised.
+        skipped: ``{metric name: reason}`` for each metric whose requirements were missing
+            (no model, no timing, no human text).
+    """
+
+    values: dict[str, float]
+    errors: dict[str, str]
+    skipped: dict[str, str]
+
+
+def score_cell(samples: Samples, metrics: list[Metric],
+               context: MetricContext | None = None) -> CellScores:
+    """Score one cell, each metric on its own: a metric that raises costs only its columns.
+
+    Example:
+
+    ```python
+    from samplerlab.metrics.scoring import build_metrics, score_cell
+
+    scores = score_cell([{"text": "a b c a b c"}], build_metrics(["rep_n", "perplexity"]))
+    scores.values["rep_2"], scores.skipped  # {'perplexity': 'needs model'}
+    ```
+    """
+    context = dataclasses.replace(context or MetricContext(), cache={})
+    values: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for metric in metrics:
+        name = getattr(metric, "name", type(metric).__name__)
+        try:
+            columns = list(metric.columns())
+        except Exception as exc:  # noqa: BLE001 - plugin code: isolate the failure
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        missing = missing_requirements(metric, samples, context)
+        if missing:
+            skipped[name] = "needs " + ", ".join(missing)
+        try:
+            values.update(score_metric(metric, samples, context))
+        except Exception as exc:  # noqa: BLE001 - plugin code: isolate the failure
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            values.update(_nan_columns(columns))
+    return CellScores(values, errors, skipped)
+
+
 def score_samples(samples: Samples, metrics: list[Metric],
                   context: MetricContext | None = None) -> dict[str, float]:
     """Score one cell: each metric column plus its 95% bootstrap interval.
 
     Metrics whose requirements are missing (no model, no timing, no references) give NaN
-    columns; :func:`missing_requirements` says why.
+    columns, and so do metrics that raise; :func:`score_cell` says which and why.
 
     Example:
 
@@ -147,11 +211,7 @@ def score_samples(samples: Samples, metrics: list[Metric],
     row["rep_2"], row["rep_2_ci_low"], row["rep_2_ci_high"]
     ```
     """
-    context = dataclasses.replace(context or MetricContext(), cache={})
-    row: dict[str, float] = {}
-    for metric in metrics:
-        row.update(score_metric(metric, samples, context))
-    return row
+    return score_cell(samples, metrics, context).values
 
 
 # ------------------------------------------------------------------ paired difference
@@ -278,22 +338,31 @@ def score_file(path: str | Path, text_field: str = "text", group_field: str | No
         sample["text"] = record[text_field]
         groups.setdefault(group, []).append(sample)
     context = MetricContext(model=model, seed=seed, n_bootstrap=n_bootstrap)
-    rows = [{"group": name, "n": len(items), **score_samples(items, built, context)}
-            for name, items in groups.items()]
-    return pd.DataFrame(rows)
+    rows, errors, skipped = [], {}, {}
+    for name, items in groups.items():
+        scores = score_cell(items, built, context)
+        rows.append({"group": name, "n": len(items), **scores.values})
+        errors.update({f"{name}: {m}": e for m, e in scores.errors.items()})
+        skipped.update(scores.skipped)
+    frame = pd.DataFrame(rows)
+    # What could not be scored, for the caller to report (the columns are NaN).
+    frame.attrs.update(metric_errors=errors, skipped=skipped)
+    return frame
 
 
 # --------------------------------------------------------------------------- tables
 def format_value(value: Any, low: Any = None, high: Any = None) -> str:
-    """``0.523 [0.501, 0.548]``; three significant decimals, ``-`` for missing values."""
+    """``0.523 [0.501, 0.548]``; three significant decimals, ``–`` for missing values."""
     def fmt(x: Any) -> str:
-        if x is None or (isinstance(x, float) and math.isnan(x)):
-            return "-"
+        if not _is_number(x):
+            return MISSING
         x = float(x)
+        if math.isinf(x):
+            return "∞" if x > 0 else "−∞"
         return f"{x:.3g}" if abs(x) >= 1000 or (x != 0 and abs(x) < 0.001) else f"{x:.3f}"
 
     text = fmt(value)
-    if text != "-" and fmt(low) != "-" and fmt(high) != "-":
+    if text != MISSING and fmt(low) != MISSING and fmt(high) != MISSING:
         text += f" [{fmt(low)}, {fmt(high)}]"
     return text
 
@@ -301,13 +370,13 @@ def format_value(value: Any, low: Any = None, high: Any = None) -> str:
 def metric_columns(columns: list[str]) -> list[str]:
     """Metric columns of a metrics table, in table order (``_ci_low``/``_ci_high`` excluded)."""
     skip = {"cell_id", "cell_index", "label", "sampler", "params", "status", "group", "n",
-            "error"}
+            "error", "source"}
     return [c for c in columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
 
 
 def _compact(value: Any) -> str:
     if not _is_number(value):
-        return "-"
+        return MISSING
     x = float(value)
     return f"{x:.3g}" if abs(x) < 1e5 else f"{x:.2e}"
 
@@ -315,7 +384,7 @@ def _compact(value: Any) -> str:
 def _compact_cell(value: Any, low: Any, high: Any) -> str:
     """Value, and below it (dim) ± half the interval's width: narrow enough for 80 columns."""
     text = _compact(value)
-    if text != "-" and _is_number(low) and _is_number(high):
+    if text != MISSING and _is_number(low) and _is_number(high):
         text += f"\n[dim]±{_compact((float(high) - float(low)) / 2)}[/dim]"
     return text
 
@@ -359,9 +428,9 @@ def summary_table(rows: list[dict[str, Any]], columns: list[str] | None = None,
         name = str(r.get(name_key, r.get("cell_id", "")))
         status = str(r.get("status", "") or "")
         if status == "failed":
-            table.add_row(f"{name}\n[red]failed[/red]", *(["-"] * len(columns)))
+            table.add_row(f"{name}\n[red]failed[/red]", *([MISSING] * len(columns)))
             continue
-        cells = [name]
+        cells = [f"[italic]{name}[/italic]" if status == "human" else name]
         if name_key == "group" and any("n" in x for x in rows):
             cells.append(str(r.get("n", "")))
         cells += [_compact_cell(r.get(c), r.get(f"{c}_ci_low"), r.get(f"{c}_ci_high"))

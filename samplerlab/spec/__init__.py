@@ -21,6 +21,8 @@ from samplerlab.spec.schema import (
     DatasetRef,
     FinetuneSpec,
     GenerationSpec,
+    HumanSpec,
+    MetricsModelSpec,
     MetricSpec,
     ModelSpec,
     OptimizerSpec,
@@ -33,7 +35,8 @@ from samplerlab.spec.schema import (
 from samplerlab.spec.yaml_source import read_spec_file
 
 __all__ = ["DEFAULT_METRICS", "NAME_PATTERN", "SWEEP_CONFIRM_THRESHOLD", "Cell", "DatasetRef",
-           "FinetuneSpec", "GenerationSpec", "LoadedSpec", "MetricSpec", "ModelSpec",
+           "FinetuneSpec", "GenerationSpec", "HumanSpec", "LoadedSpec", "MetricSpec",
+           "MetricsModelSpec", "ModelSpec",
            "OptimizerSpec", "OutputSpec", "PromptsFromDataset", "SamplerSpec", "Spec",
            "apply_overrides", "count_generations", "expand_cells", "json_schema",
            "load_spec", "read_spec_file", "sweep_axes"]

@@ -81,3 +81,50 @@ def check_model(loaded: LoadedSpec) -> None:
         raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
                            f"max_sequence_length ({limit}); lower model.sequence_length",
                            ("model", "sequence_length"))
+
+
+def check_quality(loaded: LoadedSpec) -> None:
+    """``metrics_model`` and ``human`` exist and are readable, and every metric that needs
+    human text or several generations per cell gets them."""
+    from samplerlab.metrics.human import read_human_texts
+    from samplerlab.metrics.scoring import build_metrics
+    from samplerlab.models import check_preset_reference, preset_max_sequence_length
+
+    spec = loaded.spec
+    judge = spec.metrics_model
+    if judge.preset is not None:
+        try:
+            check_preset_reference(judge.preset)
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("metrics_model", "preset")) from None
+    limit = preset_max_sequence_length(judge.preset or spec.model.preset)
+    if judge.sequence_length is not None and limit is not None and \
+            judge.sequence_length > limit:
+        raise loaded.error(f"{judge.sequence_length} is beyond the scoring model's "
+                           f"max_sequence_length ({limit}); lower it",
+                           ("metrics_model", "sequence_length"))
+    if spec.human is not None:
+        try:
+            read_human_texts(spec.human)
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("human", "path")) from None
+    per_cell = loaded.generations_per_cell()
+    for i, metric_spec in enumerate(spec.metrics):
+        try:
+            metric = build_metrics([metric_spec])[0]
+        except UserInputError as exc:
+            raise loaded.error(exc.problem, ("metrics", i, "name")) from None
+        except Exception:  # noqa: BLE001, S112 - plugin code; the run reports it
+            continue
+        name = metric_spec.name
+        if "references" in metric.requires and spec.human is None and \
+                not isinstance(spec.prompts, PromptsFromDataset):
+            raise loaded.error(f"{name} compares generations with human text, and list "
+                               "prompts have none: take prompts from a dataset "
+                               "(prompts: {dataset: ...}) or give human: {path: FILE}",
+                               ("metrics", i))
+        if per_cell < metric.min_rows:
+            raise loaded.error(f"{name} needs at least {metric.min_rows} generations per "
+                               f"cell; this spec makes {per_cell} (prompts x "
+                               "generation.samples_per_prompt): raise either",
+                               ("metrics", i))

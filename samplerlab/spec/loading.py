@@ -12,7 +12,7 @@ import yaml
 from samplerlab.errors import UserInputError
 from samplerlab.plugins import get_plugin_manager
 from samplerlab.spec.cells import Cell, expand_cells
-from samplerlab.spec.checks import check_model, check_plugins_and_params
+from samplerlab.spec.checks import check_model, check_plugins_and_params, check_quality
 from samplerlab.spec.overrides import apply_overrides, blame_override
 from samplerlab.spec.schema import Spec
 from samplerlab.spec.translate import schema_error
@@ -36,6 +36,12 @@ class LoadedSpec:
     def resolved_yaml(self) -> str:
         data = self.spec.model_dump(mode="json", exclude_none=True)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def generations_per_cell(self) -> int:
+        """Prompts (at most ``take`` of a dataset) times ``samples_per_prompt``."""
+        prompts = self.spec.prompts
+        n_prompts = len(prompts) if isinstance(prompts, list) else prompts.take
+        return n_prompts * self.spec.generation.samples_per_prompt
 
     def error(self, problem: str, loc: tuple) -> UserInputError:
         return UserInputError(problem, file=self.path, line=line_for(self.lines, loc),
@@ -87,10 +93,10 @@ def _validate(raw: dict[str, Any], path: str | None, lines: dict[tuple, int],
     check_plugins_and_params(loaded)
     loaded.cells = expand_cells(spec.samplers, manager.registry("samplers"))
     check_model(loaded)
+    check_quality(loaded)
     return loaded
 
 
 def count_generations(loaded: LoadedSpec) -> int:
-    prompts = loaded.spec.prompts
-    n_prompts = len(prompts) if isinstance(prompts, list) else prompts.take
-    return len(loaded.cells) * n_prompts * loaded.spec.generation.samples_per_prompt
+    """Generations the whole run makes."""
+    return len(loaded.cells) * loaded.generations_per_cell()

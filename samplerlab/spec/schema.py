@@ -129,6 +129,36 @@ class OutputSpec(_Strict):
         return v
 
 
+class MetricsModelSpec(_Strict):
+    """The judge: the model that scores perplexity, MAUVE features and coherence."""
+
+    preset: str | None = Field(None, description=(
+        "the scoring model, as model.preset (KerasHub name, local preset directory or "
+        "samplerlab:<name>); unset: the generating model (after fine-tuning). It loads "
+        "once, after generation; its tokenizer may differ from the generator's"))
+    sequence_length: int | None = Field(None, ge=2, description=(
+        "tokens of one scored sequence (prompt and continuation for perplexity, one text "
+        "for features); unset: the scoring model's max_sequence_length"))
+    dtype_policy: str | None = Field(None, description="Keras dtype policy of the judge")
+    batch_size: int = Field(2, ge=1, description=(
+        "sequences per forward pass of the judge (a GPT-2 forward pass holds batch x length x "
+        "50,257 logits, which decides the peak memory of a run)"))
+
+    @field_validator("dtype_policy")
+    @classmethod
+    def _known_policy(cls, v: str | None) -> str | None:
+        return ModelSpec._known_policy(v)
+
+
+class HumanSpec(_Strict):
+    """Human text to compare with, instead of the prompts' reference continuations."""
+
+    path: str = Field(description="UTF-8 text file of human-written texts")
+    unit: Literal["line", "paragraph"] = Field("line", description=(
+        "one text per non-blank line, or per blank-line-separated paragraph"))
+    take: int | None = Field(None, ge=2, description="use only the first N texts")
+
+
 def _bare_names(v: Any) -> Any:
     """``greedy`` is short for ``{name: greedy}``."""
     if isinstance(v, list):
@@ -151,6 +181,12 @@ class Spec(_Strict):
     samplers: list[SamplerSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(
         default_factory=lambda: [MetricSpec(name=m) for m in DEFAULT_METRICS])
+    metrics_model: MetricsModelSpec = Field(default_factory=MetricsModelSpec, description=(
+        "the model that scores perplexity, MAUVE and coherence (default: the generating "
+        "model)"))
+    human: HumanSpec | None = Field(None, description=(
+        "a file of human text for MAUVE and the human row (default: the reference "
+        "continuations of dataset prompts)"))
     output: OutputSpec = OutputSpec()
 
     @field_validator("samplers", mode="before", json_schema_input_type=list[str | SamplerSpec])
