@@ -61,7 +61,8 @@ def _annotation_text(annotation: Any) -> str:
         bounds = []
         for m in meta:
             for item in getattr(m, "metadata", [m]):
-                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"),
+                                  ("min_length", "length >="), ("max_length", "length <=")):
                     if getattr(item, attr, None) is not None:
                         bounds.append(f"{sym} {getattr(item, attr)}")
         text = _annotation_text(base)
@@ -71,6 +72,9 @@ def _annotation_text(annotation: Any) -> str:
         return " | ".join(_annotation_text(a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return "None"
+    if origin in (list, tuple, set, dict):
+        args = ", ".join(_annotation_text(a) for a in typing.get_args(annotation))
+        return f"{origin.__name__}[{args}]" if args else origin.__name__
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
@@ -163,7 +167,7 @@ class Entry:
             self._params_model().model_validate(params)
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
+            loc = _loc_text(err["loc"])
             if err["type"] == "extra_forbidden":
                 known = [p.name for p in self.parameters()]
                 close = difflib.get_close_matches(str(err["loc"][0]), known, n=3)
@@ -181,6 +185,12 @@ class Entry:
         """Validate and call the factory."""
         self.validate(params)
         return self.factory(**params)
+
+
+def _loc_text(loc: tuple) -> str:
+    """``('sequence_breakers', 1, 'str')`` → ``sequence_breakers[1]``: the parameter and the
+    list positions inside it (pydantic's union-member tags such as ``str`` are dropped)."""
+    return str(loc[0]) + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
 
 
 def _lower_first(text: str) -> str:

@@ -66,6 +66,12 @@ CASES = [
      ["alpha", "less than or equal to 1"]),
     ("contrastive-k-zero", ("samplers", [{"name": "contrastive", "params": {"k": 0}}]), [],
      ["params.k"]),
+    ("dry-allowed-length-zero", ("samplers", [{"name": "chain", "params": {
+        "processors": [{"dry": {"allowed_length": 0}}]}}]), [],
+     ["samplers[0].params.processors[0].allowed_length", "greater than or equal to 1"]),
+    ("dry-empty-breaker", ("samplers", [{"name": "chain", "params": {
+        "processors": [{"dry": {"sequence_breakers": ["\n", ""]}}]}}]), [],
+     ["processors[0].sequence_breakers[1]", "at least 1 character"]),
     ("bad-value-in-sweep", ("samplers", [{"name": "top_k", "params": {"k": [5, 0]}}]), [],
      ["params.k", "greater than or equal to 1"]),
     ("empty-sweep-axis", ("samplers", [{"name": "top_k", "params": {"k": []}}]), [],

@@ -100,7 +100,7 @@ def validate(items: Any) -> list[ProcessorItem]:
             registry[item.name].validate(item.params)
         except ParameterError as exc:
             where = item.where
-            if exc.field and not item.scalar and exc.field in item.params:
+            if exc.field and not item.scalar and exc.field.split("[")[0] in item.params:
                 where = f"{where}.{exc.field}"
             raise ParameterError(exc.problem, field=where) from None
     return normalized
