@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from samplerlab._quiet import import_tensorflow_quietly
+from samplerlab._quiet import import_tensorflow_quietly, native_logs_silenced
 from samplerlab.compilation import enable_compilation_cache
 from samplerlab.decoding import install_fast_decoding
 from samplerlab.errors import ModelLoadError, UserInputError
@@ -121,6 +121,7 @@ class LoadedModel:
         return int(self.causal_lm.backbone.max_sequence_length)
 
 
+@native_logs_silenced()  # TensorFlow and XLA start-up notices; Python errors still show
 def load_model(preset: str, sequence_length: int = 128,
                dtype_policy: str | None = None, fast_decoding: bool = True) -> LoadedModel:
     """Load a causal LM and its preprocessor through KerasHub's ``from_preset``.
@@ -128,7 +129,6 @@ def load_model(preset: str, sequence_length: int = 128,
     With ``fast_decoding`` (the default) a GPT-2 gets samplerlab's copy-free cached
     forward pass (:mod:`samplerlab.decoding`); other models are left as loaded.
     """
-    import_tensorflow_quietly()
     enable_compilation_cache()
     import keras_hub
 

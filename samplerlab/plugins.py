@@ -4,7 +4,9 @@ Built-in samplers, metrics, datasets and processors register through the same ho
 (``samplerlab.hookspecs``) that a third-party package uses. Third-party packages are
 found through the ``samplerlab`` entry-point group; modules and files that are not
 installed can be loaded with :func:`load_plugin` (``--plugin`` / a spec's ``plugins:``).
-Loading a plugin imports it, which runs its code.
+Loading a plugin imports it, which runs its code; native log noise that the import
+triggers (a plugin that imports ``keras_hub`` starts TensorFlow) is dropped, Python
+warnings and errors are not (:mod:`samplerlab._quiet`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pluggy
 import pydantic
 
 from samplerlab import hookspecs
+from samplerlab._quiet import native_logs_silenced
 from samplerlab.errors import ParameterError, PluginWarning, UserInputError
 
 ENTRY_POINT_GROUP = "samplerlab"
@@ -240,7 +243,8 @@ class PluginManager:
                 continue
             dist = ep.dist.name if ep.dist else "?"
             try:
-                module = ep.load()
+                with native_logs_silenced():
+                    module = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure is isolated
                 warnings.warn(PluginWarning(
                     f"plugin '{ep.name}' (package {dist}) failed to import and was skipped: "
@@ -262,7 +266,8 @@ class PluginManager:
             spec = importlib.util.spec_from_file_location(f"samplerlab_plugin_{name}", path)
             module = importlib.util.module_from_spec(spec)
             try:
-                spec.loader.exec_module(module)
+                with native_logs_silenced():
+                    spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001
                 raise UserInputError(f"plugin file '{target}' failed to import: "
                                      f"{type(exc).__name__}: {exc}", field="plugins") from None
@@ -270,7 +275,8 @@ class PluginManager:
         else:
             name = target
             try:
-                module = importlib.import_module(target)
+                with native_logs_silenced():
+                    module = importlib.import_module(target)
             except ModuleNotFoundError as exc:
                 if exc.name and target.startswith(exc.name):
                     raise UserInputError(f"plugin module '{target}' not found (not installed "

@@ -73,3 +73,19 @@ def test_unreachable_named_preset_fails_with_one_actionable_line(capsys, monkeyp
     assert "\n" not in err
     assert "could not download KerasHub preset 'gpt2_base_en'" in err
     assert "model.preset=samplerlab:tiny-en" in err
+
+
+def test_validate_imports_neither_keras_nor_jax(write_spec, subprocess_env):
+    """Validating stays fast (~0.6 s): factories import their Keras classes only when built."""
+    import subprocess
+    import sys
+
+    samplers = ["greedy", "top_k", "top_p", "random", "beam", "contrastive", "mirostat",
+                "xtc", {"name": "chain", "params": {"processors": [
+                    {"dry": 0.8}, {"repetition_penalty": 1.2}, {"top_k": 40}]}}]
+    spec = write_spec({"name": "v", "prompts": ["a"], "samplers": samplers})
+    code = ("import sys; from samplerlab.cli import main; code = main(['validate', sys.argv[1]]);"
+            "print(code, 'keras' in sys.modules, 'jax' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=120)
+    assert proc.stdout.splitlines()[-1] == "0 False False", proc.stdout + proc.stderr

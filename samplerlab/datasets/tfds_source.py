@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from samplerlab._quiet import native_logs_silenced
 from samplerlab.datasets.base import TextSource, require_dir
 from samplerlab.errors import DatasetError
 
@@ -44,6 +45,7 @@ class TfdsSource(TextSource):
                        "manual_dir": manual_dir, "download": download}
 
     # -- checks ----------------------------------------------------------------------
+    @native_logs_silenced()  # importing TFDS starts TensorFlow
     def _builder(self) -> Any:
         import tensorflow_datasets as tfds
 
@@ -82,6 +84,7 @@ class TfdsSource(TextSource):
                 + OFFLINE_HELP.format(name=self.name), field="data_dir")
 
     # -- reading ---------------------------------------------------------------------
+    @native_logs_silenced()
     def load(self) -> Any:
         """``tfds.load`` of the split, with one clear :class:`DatasetError` when it fails."""
         import tensorflow_datasets as tfds
