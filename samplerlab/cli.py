@@ -97,7 +97,8 @@ def run(
                                                    executor=cell_executor), resume)
     else:
         if spec is None:
-            raise UserInputError("missing SPEC (or --resume RUN_DIR)")
+            raise UserInputError("missing SPEC: give a spec file (samplerlab run "
+                                 "experiments/quickstart.yaml) or --resume RUN_DIR")
         loaded = load_spec(spec, overrides=override, plugins=plugin)
         if run_id is not None and not re.match(NAME_PATTERN, run_id):
             raise UserInputError("must be letters, digits, '.', '_' or '-' (no path "
@@ -245,7 +246,8 @@ def generate(
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserInputError(f"expected KEY=VALUE, got '{item}'", field="--param")
+            raise UserInputError(f"expected KEY=VALUE, got '{item}' (e.g. -p k=10)",
+                                 field="--param")
         params[key.strip()] = yaml.safe_load(value)
     if seed is not None and entry.accepts("seed"):
         params["seed"] = seed

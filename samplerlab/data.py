@@ -82,5 +82,6 @@ def resolve_prompts(loaded_spec: Any) -> list[Prompt]:
         raise loaded_spec.error(exc.problem, loc + ((exc.field,) if exc.field else ())) from None
     if not out:
         raise loaded_spec.error(f"the dataset has no text longer than prefix_words "
-                                f"({prompts.prefix_words}) to cut a prompt from", loc)
+                                f"({prompts.prefix_words}) to cut a prompt from; lower "
+                                "prompts.prefix_words", loc)
     return out

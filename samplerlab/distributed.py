@@ -295,7 +295,8 @@ class RayExecutor:
             ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise UserInputError(f"could not connect to Ray at '{self.address}': "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}; start one "
+                                 "with `ray start --head`, or use --ray-address local",
                                  field="--ray-address") from None
         self._owns_connection = True
 

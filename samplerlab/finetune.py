@@ -373,7 +373,8 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
     except DatasetError as exc:
         raise loaded_spec.error(exc.problem, loc + ((exc.field,) if exc.field else ())) from None
     if not texts:
-        raise loaded_spec.error("the dataset yielded no texts to fine-tune on", loc)
+        raise loaded_spec.error("the dataset yielded no texts to fine-tune on; check its "
+                                "field, split and take", loc)
     _say(console, f"fine-tuning {loaded_spec.spec.model.preset} on {len(texts)} texts "
                   f"from {ft.dataset.source} (key {key})")
     opt = ft.optimizer

@@ -63,7 +63,9 @@ def check_preset_reference(preset: str) -> None:
         return
     p = Path(path)
     if not p.exists():
-        raise UserInputError(f"local preset directory '{preset}' does not exist")
+        raise UserInputError(f"local preset directory '{preset}' does not exist; give a "
+                             "KerasHub preset name (gpt2_base_en), a directory written by "
+                             "save_to_preset, or samplerlab:tiny-en")
     if not p.is_dir() or not (p / "config.json").is_file():
         raise UserInputError(f"'{preset}' is not a KerasHub preset directory (no config.json; "
                              "write one with save_to_preset)")
@@ -144,7 +146,8 @@ def load_model(preset: str, sequence_length: int = 128,
     except Exception as exc:  # noqa: BLE001 - turned into one actionable line
         if is_local_reference(preset):
             raise ModelLoadError(f"could not load preset directory '{preset}': "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                                 f"{type(exc).__name__}: {_first_line(exc)}; re-save it with "
+                                 "save_to_preset from this keras-hub version") from exc
         raise ModelLoadError(
             f"could not download KerasHub preset '{preset}' ({type(exc).__name__}: "
             f"{_first_line(exc)}). Without network access, point model.preset at a local "

@@ -196,6 +196,11 @@ def _loc_text(loc: tuple) -> str:
     return str(loc[0]) + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
@@ -261,7 +266,8 @@ class PluginManager:
         path = Path(target)
         if target.endswith(".py") or path.is_file():
             if not path.is_file():
-                raise UserInputError(f"plugin file '{target}' does not exist", field="plugins")
+                raise UserInputError(f"plugin file '{target}' does not exist (relative paths "
+                                     f"start at {Path.cwd()})", field="plugins")
             name = path.stem
             spec = importlib.util.spec_from_file_location(f"samplerlab_plugin_{name}", path)
             module = importlib.util.module_from_spec(spec)
@@ -270,7 +276,8 @@ class PluginManager:
                     spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001
                 raise UserInputError(f"plugin file '{target}' failed to import: "
-                                     f"{type(exc).__name__}: {exc}", field="plugins") from None
+                                     f"{type(exc).__name__}: {_first_line(exc)}; fix it, or "
+                                     "leave it out of plugins/--plugin", field="plugins") from None
             source = f"file {path}"
         else:
             name = target
@@ -280,12 +287,15 @@ class PluginManager:
             except ModuleNotFoundError as exc:
                 if exc.name and target.startswith(exc.name):
                     raise UserInputError(f"plugin module '{target}' not found (not installed "
-                                         "and not on the Python path)", field="plugins") from None
-                raise UserInputError(f"plugin module '{target}' failed to import: {exc}",
-                                     field="plugins") from None
+                                         "and not on the Python path); pip install its "
+                                         "package, or give the path of its .py file",
+                                         field="plugins") from None
+                raise UserInputError(f"plugin module '{target}' failed to import: {exc}; "
+                                     f"install {exc.name}", field="plugins") from None
             except Exception as exc:  # noqa: BLE001
                 raise UserInputError(f"plugin module '{target}' failed to import: "
-                                     f"{type(exc).__name__}: {exc}", field="plugins") from None
+                                     f"{type(exc).__name__}: {_first_line(exc)}; fix it, or "
+                                     "leave it out of plugins/--plugin", field="plugins") from None
             source = f"module {target}"
         if self.pm.is_registered(module) or self.pm.has_plugin(name):
             return name

@@ -25,6 +25,7 @@ MANIFEST = "manifest.json"
 SPEC = "spec.yaml"
 SAMPLES = "samples.jsonl"
 CELLS = "cells"
+RUN_DIR_HINT = "give a results/<name>/<run-id> directory written by samplerlab run"
 
 
 def now() -> str:
@@ -81,7 +82,8 @@ def safe_run_dir(root: Path, name: str, run_id: str) -> Path:
     target = (root / name / run_id).resolve()
     if not target.is_relative_to(root) or target == root:
         raise UserInputError(f"run directory '{name}/{run_id}' would escape the results root "
-                             f"'{root}'", field="output")
+                             f"'{root}'; use a name and run id without '..' or path "
+                             "separators", field="output")
     return target
 
 
@@ -142,12 +144,13 @@ class RunDir:
         path = Path(path)
         if not (path / MANIFEST).is_file() or not (path / SPEC).is_file():
             raise UserInputError(f"'{path}' is not a samplerlab run directory (no {MANIFEST} "
-                                 f"and {SPEC})")
+                                 f"and {SPEC}); {RUN_DIR_HINT}")
         run = cls(path)
         try:
             run.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise UserInputError(f"{path / MANIFEST} is not valid JSON: {exc}") from None
+            raise UserInputError(f"{path / MANIFEST} is not valid JSON ({exc}); the run "
+                                 "cannot be resumed, start a new one") from None
         return run
 
     # -- cells -------------------------------------------------------------------
@@ -223,6 +226,6 @@ def load_samples(run_dir: str | Path):
 
     path = Path(run_dir) / SAMPLES
     if not path.is_file():
-        raise UserInputError(f"no {SAMPLES} in '{run_dir}'")
+        raise UserInputError(f"no {SAMPLES} in '{run_dir}'; {RUN_DIR_HINT}")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return pd.DataFrame(rows)

@@ -184,10 +184,12 @@ class Spec(_Strict):
     def _prompts_present(cls, v: Any) -> Any:
         if isinstance(v, list):
             if not v:
-                raise ValueError("the prompt list is empty")
+                raise ValueError("the prompt list is empty; give at least one prompt, or "
+                                 "prompts: {dataset: {...}}")
             for i, p in enumerate(v):
                 if not p.strip():
-                    raise ValueError(f"prompt {i} is an empty string")
+                    raise ValueError(f"prompt {i} is an empty string; remove it or write a "
+                                     "prompt")
         return v
 
 
@@ -356,11 +358,28 @@ def read_spec_file(path: str | Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise UserInputError(f"not UTF-8 text (byte {exc.start})", file=str(path),
+        raise UserInputError(f"not UTF-8 text (byte {exc.start}); save the spec as UTF-8",
+                             file=str(path),
                              line=line) from None
     if not text.strip():
-        raise UserInputError("the spec file is empty", file=str(path))
+        raise UserInputError("the spec file is empty; start from experiments/quickstart.yaml "
+                             "(samplerlab schema prints every field)", file=str(path))
     return text
+
+
+NOT_A_MAPPING = ("cannot set a key inside a non-mapping value; override the value itself "
+                 "(the dotted key one level up)")
+
+
+def _size(target: Any) -> str:
+    if not isinstance(target, list):
+        return ""
+    return f" (the list has {len(target)} item{'' if len(target) == 1 else 's'})"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -376,33 +395,33 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else ""
         except yaml.YAMLError as exc:
-            raise UserInputError(f"value is not valid YAML: {exc}", file=where,
-                                 field=key) from None
+            raise UserInputError(f"value is not valid YAML ({_first_line(exc)}); quote it, e.g. "
+                                 "-o 'key=\"a: b\"'", file=where, field=key) from None
         parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
         target: Any = raw
         for depth, part in enumerate(parts[:-1]):
             nxt = parts[depth + 1]
             if isinstance(part, int):
                 if not isinstance(target, list) or part >= len(target):
-                    raise UserInputError(f"index {part} is out of range", file=where,
-                                         field=".".join(map(str, parts[:depth + 1])))
+                    raise UserInputError(f"index {part} is out of range{_size(target)}",
+                                         file=where, field=".".join(map(str, parts[:depth + 1])))
                 if isinstance(target[part], str):  # bare sampler/metric name
                     target[part] = {"name": target[part]}
                 target = target[part]
             else:
                 if not isinstance(target, dict):
-                    raise UserInputError("cannot set a key inside a non-mapping value",
-                                         file=where, field=".".join(map(str, parts[:depth + 1])))
+                    raise UserInputError(NOT_A_MAPPING, file=where,
+                                         field=".".join(map(str, parts[:depth + 1])))
                 if target.get(part) is None:
                     target[part] = [] if isinstance(nxt, int) else {}
                 target = target[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(target, list) or last >= len(target):
-                raise UserInputError(f"index {last} is out of range", file=where, field=key)
+                raise UserInputError(f"index {last} is out of range{_size(target)}", file=where,
+                                     field=key)
         elif not isinstance(target, dict):
-            raise UserInputError("cannot set a key inside a non-mapping value", file=where,
-                                 field=key)
+            raise UserInputError(NOT_A_MAPPING, file=where, field=key)
         target[last] = value
     return raw
 
@@ -586,10 +605,12 @@ def _check_model(loaded: LoadedSpec) -> None:
     limit = preset_max_sequence_length(spec.model.preset)
     if limit is not None and spec.generation.max_length > limit:
         raise loaded.error(f"{spec.generation.max_length} is beyond the model's "
-                           f"max_sequence_length ({limit})", ("generation", "max_length"))
+                           f"max_sequence_length ({limit}); lower it to {limit} or less",
+                           ("generation", "max_length"))
     if limit is not None and spec.model.sequence_length > limit:
         raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
-                           f"max_sequence_length ({limit})", ("model", "sequence_length"))
+                           f"max_sequence_length ({limit}); lower it to {limit} or less",
+                           ("model", "sequence_length"))
 
 
 def count_generations(loaded: LoadedSpec) -> int:

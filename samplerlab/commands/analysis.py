@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from samplerlab.errors import UserInputError
+from samplerlab.results import RUN_DIR_HINT
 
 out = Console()
 
@@ -55,9 +56,10 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> No
 
 def _require_run(run_dir: Path) -> None:
     if not run_dir.is_dir():
-        raise UserInputError(f"run directory '{run_dir}' does not exist")
+        raise UserInputError(f"run directory '{run_dir}' does not exist; {RUN_DIR_HINT}")
     if not (run_dir / "metrics.csv").is_file():
-        raise UserInputError(f"'{run_dir}' has no metrics.csv (not a finished samplerlab run)")
+        raise UserInputError(f"'{run_dir}' has no metrics.csv (not a finished samplerlab run); "
+                             f"finish it with `samplerlab run --resume {run_dir}`")
 
 
 # ------------------------------------------------------------------------- compare
@@ -122,7 +124,8 @@ def compare_runs(run_a: Path, run_b: Path, columns: list[str] | None = None,
     frame_a, frame_b = read_metrics(run_a), read_metrics(run_b)
     pairs = match_cells(frame_a, frame_b)
     if not pairs:
-        raise UserInputError(f"no cell of '{run_a}' matches a cell of '{run_b}' by id or label")
+        raise UserInputError(f"no cell of '{run_a}' matches a cell of '{run_b}' by id or "
+                             "label; compare runs whose specs share samplers and parameters")
     if columns is None:
         columns = [c for c in MAIN_COLUMNS if c in frame_a and c in frame_b]
     metrics = []

@@ -54,11 +54,13 @@ class TfdsSource(TextSource):
         except tfds.core.registered.DatasetNotFoundError:
             base = self.name.split("/")[0].split(":")[0]
             close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            hint = (f" (did you mean {', '.join(close)}?)" if close else
+                    "; see https://www.tensorflow.org/datasets/catalog for the names")
             raise DatasetError(f"unknown TFDS dataset '{self.name}'{hint}",
                                field="name") from None
         except Exception as exc:  # noqa: BLE001 - a bad config name, a broken data dir
-            raise DatasetError(f"TFDS dataset '{self.name}': {_first_line(exc)}",
+            raise DatasetError(f"TFDS dataset '{self.name}': {_first_line(exc)}; check the "
+                               "name (NAME or NAME/CONFIG, see the TFDS catalog) and data_dir",
                                field="name") from None
 
     def check(self) -> None:
