@@ -75,7 +75,7 @@ class TracedParams:
 
     def params(self) -> dict[str, Any]:
         """Every parameter's current value as Python data: traced ones, then static ones."""
-        out = {name: _python_number(keras.ops.convert_to_numpy(v))
+        out = {name: _python_number(keras.ops.convert_to_numpy(v.value))
                for name, v in self.__dict__.get("_traced_params", {}).items()}
         out.update(self.__dict__.get("_static_params", {}))
         return out

@@ -20,8 +20,15 @@ def test_schema_is_json_schema_that_accepts_the_shipped_specs(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert {"name", "model", "prompts", "samplers", "metrics"} <= set(schema["properties"])
-    spec = yaml.safe_load(open("experiments/quickstart.yaml", encoding="utf-8"))
-    jsonschema.validate(spec, schema)
+    for name in ("quickstart", "repetition"):
+        spec = yaml.safe_load(open(f"experiments/{name}.yaml", encoding="utf-8"))
+        jsonschema.validate(spec, schema)
+
+
+def test_the_repetition_example_validates_with_its_dry_cells(capsys):
+    assert main(["validate", "experiments/repetition.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells" in out and "processors=dry0.8" in out
 
 
 def test_validate_lists_the_expanded_cells_without_loading_a_model(write_spec, base_spec,
