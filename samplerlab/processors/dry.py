@@ -133,18 +133,20 @@ class DRY(Processor):
         # The token after an earlier end position j would extend its run (j < last).
         ends = ops.logical_and(positions >= start, positions < last)[None, :]
         runs = ops.where(ends, ops.minimum(runs, limit[:, None]), 0)
-        runs = ops.where(runs >= self.allowed_length, runs, 0)
         following = ops.take(tokens, ops.clip(positions + 1, 0, length - 1), axis=1)
-        longest = _max_per_token(runs, following, vocab)
-
-        exponent = ops.cast(longest - self.allowed_length, "float32")
+        following = ops.clip(following, 0, vocab - 1)
+        # Penalties per position (batch, length), then the largest per token: the power is
+        # taken max_length times per row, not vocabulary-size times.
+        penalised = ops.logical_and(runs >= self.allowed_length,
+                                    ops.logical_not(ops.take(single, following)))
+        penalised = ops.logical_and(penalised, self.base >= 1.0)
+        exponent = ops.cast(runs - self.allowed_length, "float32")
         # llama.cpp caps the exponent where base ** e would overflow float32 (not at base ~1).
         log_base = ops.log(ops.maximum(self.base, 1.000001))
         cap = ops.where(self.base > 1.000001, ops.floor(FLOAT_MAX_LOG / log_base), math.inf)
         penalty = self.multiplier * ops.power(self.base, ops.minimum(exponent, cap))
-        penalised = ops.logical_and(longest > 0, ops.logical_not(single)[None, :])
-        penalised = ops.logical_and(penalised, self.base >= 1.0)
-        return ops.where(penalised, logits - penalty, logits)
+        penalty = ops.where(penalised, penalty, 0.0)
+        return logits - _max_per_token(penalty, following, vocab)
 
     def _single_breakers(self, vocab: int) -> Any:
         """``(vocab,)`` bool constant: tokens that are a whole breaker by themselves."""
@@ -207,15 +209,16 @@ def _suffix_runs(tokens: Any, positions: Any, last: Any, start: Any) -> Any:
     return ops.min(ops.where(same, length, back[None, None, :]), axis=2)
 
 
-def _max_per_token(runs: Any, following: Any, vocab: int) -> Any:
-    """``(batch, vocab)``: the longest run each token would extend (0: none)."""
+def _max_per_token(values: Any, tokens: Any, vocab: int) -> Any:
+    """``(batch, vocab)``: the largest of ``values[b, j]`` over the j with ``tokens[b, j]``
+    equal to each token (0 where there is none; ``values`` are >= 0)."""
     from keras import ops
 
-    batch, length = ops.shape(runs)
+    batch, length = ops.shape(values)
     rows = ops.arange(batch, dtype="int32")[:, None] * vocab
-    segments = ops.reshape(rows + ops.clip(following, 0, vocab - 1), (-1,))
-    longest = ops.segment_max(ops.reshape(runs, (-1,)), segments, num_segments=batch * vocab)
-    return ops.maximum(ops.reshape(longest, (batch, vocab)), 0)
+    segments = ops.reshape(rows + ops.clip(tokens, 0, vocab - 1), (-1,))
+    largest = ops.segment_max(ops.reshape(values, (-1,)), segments, num_segments=batch * vocab)
+    return ops.maximum(ops.reshape(largest, (batch, vocab)), 0.0)
 
 
 def _unique(sequences: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
