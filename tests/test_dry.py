@@ -236,3 +236,14 @@ def test_string_breakers_without_a_tokenizer_say_what_to_give_instead():
     model.compile(sampler=ChainSampler([DRY()], pick="greedy"))
     with pytest.raises(ValueError, match="list of token ids"):
         model.generate(tiny_batch(12), stop_token_ids=None)
+
+
+def test_dry_is_listed_with_its_parameters_by_the_cli(capsys):
+    from samplerlab.cli import main
+
+    assert main(["processors"]) == 0
+    out = capsys.readouterr().out
+    assert "dry" in out and "samplerlab.processors" in out
+    for parameter in ("multiplier", "base", "allowed_length", "sequence_breakers",
+                      "penalty_last_n"):
+        assert parameter in out
