@@ -238,9 +238,10 @@ def test_string_breakers_without_a_tokenizer_say_what_to_give_instead():
         model.generate(tiny_batch(12), stop_token_ids=None)
 
 
-def test_dry_is_listed_with_its_parameters_by_the_cli(capsys):
+def test_dry_is_listed_with_its_parameters_by_the_cli(capsys, monkeypatch):
     from samplerlab.cli import main
 
+    monkeypatch.setenv("COLUMNS", "300")  # rich would cut the columns at 80
     assert main(["processors"]) == 0
     out = capsys.readouterr().out
     assert "dry" in out and "samplerlab.processors" in out
