@@ -12,8 +12,9 @@ its first call costs a cache lookup and the run.
 A program is reused only when everything that shapes it is equal (the key): the
 versions of JAX, jaxlib, Keras, KerasHub and Python, a digest of samplerlab's own
 source files, the platform and ``XLA_FLAGS``, the model's configuration, variable
-shapes and dtypes and whether fast decoding is on, the sampler's class and structure
-(``structure_key()`` or, without one, its config), the input shapes and the stop tokens.
+shapes and dtypes, its tokenizer's vocabulary and whether fast decoding is on, the
+sampler's class and structure (``structure_key()`` or, without one, its config), the input
+shapes and the stop tokens.
 Samplers (and chain processors) whose classes come from anywhere but samplerlab,
 KerasHub and Keras are never kept: a plugin's code can change without any of the above
 changing. ``SAMPLERLAB_COMPILATION_CACHE=0`` turns this cache off with the XLA one.
@@ -94,10 +95,21 @@ def _model_digest(causal_lm: Any) -> str:
         return cached[1]
     parts = [type(causal_lm).__qualname__, causal_lm.backbone.get_config(), fast,
              str(causal_lm.compute_dtype),
-             [(v.path, tuple(v.shape), str(v.dtype)) for v in causal_lm.variables]]
+             [(v.path, tuple(v.shape), str(v.dtype)) for v in causal_lm.variables],
+             _vocabulary_digest(causal_lm)]
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     object.__setattr__(causal_lm, "_samplerlab_program_digest", (fast, digest.hexdigest()))
     return digest.hexdigest()
+
+
+def _vocabulary_digest(causal_lm: Any) -> str | None:
+    """The tokenizer's vocabulary: a program may bake token ids in (DRY's sequence breakers
+    are tokenized when the chain is traced), and two vocabularies can share every shape."""
+    tokenizer = getattr(getattr(causal_lm, "preprocessor", None), "tokenizer", None)
+    get_vocabulary = getattr(tokenizer, "get_vocabulary", None)
+    if not callable(get_vocabulary):
+        return None
+    return hashlib.sha256("\n".join(map(str, get_vocabulary())).encode()).hexdigest()
 
 
 def _samplerlab_digest() -> str:

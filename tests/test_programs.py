@@ -84,6 +84,19 @@ def test_keys_change_with_whatever_shapes_the_program(tiny_model):
     assert base != key(top_k(k=5), inputs=_inputs(tiny_model, 32))
 
 
+def test_the_key_covers_the_tokenizer_vocabulary(tiny_model, monkeypatch):
+    # DRY bakes its sequence breakers' token ids into the program: a model with the same
+    # shapes but another vocabulary must not reuse it.
+    from samplerlab.programs import _vocabulary_digest
+
+    lm = tiny_model.causal_lm
+    original = _vocabulary_digest(lm)
+    assert original == _vocabulary_digest(lm)
+    words = list(lm.preprocessor.tokenizer.get_vocabulary())
+    monkeypatch.setattr(lm.preprocessor.tokenizer, "get_vocabulary", lambda: words[::-1])
+    assert _vocabulary_digest(lm) != original
+
+
 def test_only_samplerlab_and_keras_hub_code_is_kept():
     import keras_hub
 
