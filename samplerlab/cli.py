@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from samplerlab import __version__
 from samplerlab.errors import PluginWarning, SamplerlabError, UserInputError
@@ -217,7 +218,8 @@ def _entries_table(kind: str, plugin: list[str] | None) -> None:
     table = Table("name", "plugin", "parameters", "description", title=f"samplerlab {kind}")
     for entry in registry(kind).values():
         params = "\n".join(str(p) for p in entry.parameters()) or "-"
-        table.add_row(entry.name, entry.plugin, params, entry.description)
+        # Text, not markup: "list[int]" is no style tag.
+        table.add_row(entry.name, entry.plugin, Text(params), Text(entry.description))
     out.print(table)
 
 

@@ -248,3 +248,4 @@ def test_dry_is_listed_with_its_parameters_by_the_cli(capsys, monkeypatch):
     for parameter in ("multiplier", "base", "allowed_length", "sequence_breakers",
                       "penalty_last_n"):
         assert parameter in out
+    assert "| list[int]]" in out  # shown as text, not eaten as rich markup

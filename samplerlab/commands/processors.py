@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def register(app: typer.Typer) -> None:
@@ -24,5 +25,6 @@ def register(app: typer.Typer) -> None:
                       "{processors: [...]}})")
         for entry in registry("processors").values():
             params = "\n".join(str(p) for p in entry.parameters()) or "-"
-            table.add_row(entry.name, entry.plugin, params, entry.description)
+            # Text, not markup: "list[int]" is no style tag.
+            table.add_row(entry.name, entry.plugin, Text(params), Text(entry.description))
         Console().print(table)
