@@ -360,7 +360,8 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
     with located(loaded_spec, loc):
         texts = list(source.take(needed))
     if not texts:
-        raise loaded_spec.error("the dataset yielded no texts to fine-tune on", loc)
+        raise loaded_spec.error("the dataset yielded no texts to fine-tune on; check its "
+                                "field, split and take", loc)
     _say(console, f"fine-tuning {loaded_spec.spec.model.preset} on {len(texts)} texts "
                   f"from {ft.dataset.source} (key {key})")
     opt = ft.optimizer

@@ -49,7 +49,8 @@ def read_metrics(run_dir: Path) -> Any:
 
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
-        raise UserInputError(f"no metrics.csv in '{run_dir}' (is it a finished samplerlab run?)")
+        raise UserInputError(f"no metrics.csv in '{run_dir}' (not a finished samplerlab run); "
+                             f"finish it with `samplerlab run --resume {run_dir}`")
     frame = pd.read_csv(path)
     if "params" in frame:
         frame["params"] = [json.loads(p) if isinstance(p, str) and p else {}

@@ -4,7 +4,9 @@ Built-in samplers, metrics, datasets and processors register through the same ho
 (``samplerlab.hookspecs``) that a third-party package uses. Third-party packages are
 found through the ``samplerlab`` entry-point group; modules and files that are not
 installed can be loaded with :func:`load_plugin` (``--plugin`` / a spec's ``plugins:``).
-Loading a plugin imports it, which runs its code.
+Loading a plugin imports it, which runs its code; native log noise that the import
+triggers (a plugin that imports ``keras_hub`` starts TensorFlow) is dropped, Python
+warnings and errors are not (:mod:`samplerlab._quiet`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pluggy
 import pydantic
 
 from samplerlab import hookspecs
+from samplerlab._quiet import native_logs_silenced
 from samplerlab.errors import ParameterError, PluginWarning, UserInputError
 
 ENTRY_POINT_GROUP = "samplerlab"
@@ -62,7 +65,8 @@ def _annotation_text(annotation: Any) -> str:
         bounds = []
         for m in meta:
             for item in getattr(m, "metadata", [m]):
-                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"),
+                                  ("min_length", "length >="), ("max_length", "length <=")):
                     if getattr(item, attr, None) is not None:
                         bounds.append(f"{sym} {getattr(item, attr)}")
         text = _annotation_text(base)
@@ -72,6 +76,9 @@ def _annotation_text(annotation: Any) -> str:
         return " | ".join(_annotation_text(a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return "None"
+    if origin in (list, tuple, set, dict):
+        args = ", ".join(_annotation_text(a) for a in typing.get_args(annotation))
+        return f"{origin.__name__}[{args}]" if args else origin.__name__
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
@@ -164,7 +171,7 @@ class Entry:
             self._params_model().model_validate(params)
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
+            loc = _loc_text(err["loc"])
             if err["type"] == "extra_forbidden":
                 known = [p.name for p in self.parameters()]
                 close = difflib.get_close_matches(str(err["loc"][0]), known, n=3)
@@ -182,6 +189,17 @@ class Entry:
         """Validate and call the factory."""
         self.validate(params)
         return self.factory(**params)
+
+
+def _loc_text(loc: tuple) -> str:
+    """``('sequence_breakers', 1, 'str')`` → ``sequence_breakers[1]``: the parameter and the
+    list positions inside it (pydantic's union-member tags such as ``str`` are dropped)."""
+    return str(loc[0]) + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _lower_first(text: str) -> str:
@@ -231,7 +249,8 @@ class PluginManager:
                 continue
             dist = ep.dist.name if ep.dist else "?"
             try:
-                module = ep.load()
+                with native_logs_silenced():
+                    module = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure is isolated
                 warnings.warn(PluginWarning(
                     f"plugin '{ep.name}' (package {dist}) failed to import and was skipped: "
@@ -248,29 +267,36 @@ class PluginManager:
         path = Path(target)
         if target.endswith(".py") or path.is_file():
             if not path.is_file():
-                raise UserInputError(f"plugin file '{target}' does not exist", field="plugins")
+                raise UserInputError(f"plugin file '{target}' does not exist (relative paths "
+                                     f"start at {Path.cwd()})", field="plugins")
             name = path.stem
             spec = importlib.util.spec_from_file_location(f"samplerlab_plugin_{name}", path)
             module = importlib.util.module_from_spec(spec)
             try:
-                spec.loader.exec_module(module)
+                with native_logs_silenced():
+                    spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001
                 raise UserInputError(f"plugin file '{target}' failed to import: "
-                                     f"{type(exc).__name__}: {exc}", field="plugins") from None
+                                     f"{type(exc).__name__}: {_first_line(exc)}; fix it, or "
+                                     "leave it out of plugins/--plugin", field="plugins") from None
             source = f"file {path}"
         else:
             name = target
             try:
-                module = importlib.import_module(target)
+                with native_logs_silenced():
+                    module = importlib.import_module(target)
             except ModuleNotFoundError as exc:
                 if exc.name and target.startswith(exc.name):
                     raise UserInputError(f"plugin module '{target}' not found (not installed "
-                                         "and not on the Python path)", field="plugins") from None
-                raise UserInputError(f"plugin module '{target}' failed to import: {exc}",
-                                     field="plugins") from None
+                                         "and not on the Python path); pip install its "
+                                         "package, or give the path of its .py file",
+                                         field="plugins") from None
+                raise UserInputError(f"plugin module '{target}' failed to import: {exc}; "
+                                     f"install {exc.name}", field="plugins") from None
             except Exception as exc:  # noqa: BLE001
                 raise UserInputError(f"plugin module '{target}' failed to import: "
-                                     f"{type(exc).__name__}: {exc}", field="plugins") from None
+                                     f"{type(exc).__name__}: {_first_line(exc)}; fix it, or "
+                                     "leave it out of plugins/--plugin", field="plugins") from None
             source = f"module {target}"
         if self.pm.is_registered(module) or self.pm.has_plugin(name):
             return name

@@ -78,5 +78,6 @@ def resolve_prompts(loaded_spec: Any) -> list[Prompt]:
         out = prompts_from_texts(source.texts(), prompts.take, prompts.prefix_words)
     if not out:
         raise loaded_spec.error(f"the dataset has no text longer than prefix_words "
-                                f"({prompts.prefix_words}) to cut a prompt from", loc)
+                                f"({prompts.prefix_words}) to cut a prompt from; lower "
+                                "prompts.prefix_words", loc)
     return out

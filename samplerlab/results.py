@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ MANIFEST = "manifest.json"
 SPEC = "spec.yaml"
 SAMPLES = "samples.jsonl"
 CELLS = "cells"
+RUN_DIR_HINT = "give a results/<name>/<run-id> directory written by samplerlab run"
 
 
 def now() -> str:
@@ -31,7 +33,11 @@ def now() -> str:
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The file gets the permissions any new file gets (``0o666`` less the umask), not the
+    ``0o600`` of a temporary file, so a shared results folder stays readable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,11 +45,31 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process umask. Linux reports it in /proc; elsewhere it is read by setting it
+    and putting it back (under a lock, so two writers never see the temporary value)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def _json(obj: Any) -> str:
@@ -56,7 +82,8 @@ def safe_run_dir(root: Path, name: str, run_id: str) -> Path:
     target = (root / name / run_id).resolve()
     if not target.is_relative_to(root) or target == root:
         raise UserInputError(f"run directory '{name}/{run_id}' would escape the results root "
-                             f"'{root}'", field="output")
+                             f"'{root}'; use a name and run id without '..' or path "
+                             "separators", field="output")
     return target
 
 
@@ -117,12 +144,13 @@ class RunDir:
         path = Path(path)
         if not (path / MANIFEST).is_file() or not (path / SPEC).is_file():
             raise UserInputError(f"'{path}' is not a samplerlab run directory (no {MANIFEST} "
-                                 f"and {SPEC})")
+                                 f"and {SPEC}); {RUN_DIR_HINT}")
         run = cls(path)
         try:
             run.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise UserInputError(f"{path / MANIFEST} is not valid JSON: {exc}") from None
+            raise UserInputError(f"{path / MANIFEST} is not valid JSON ({exc}); the run "
+                                 "cannot be resumed, start a new one") from None
         return run
 
     # -- cells -------------------------------------------------------------------
@@ -197,11 +225,10 @@ def require_run_dir(path: str | Path, *, finished: bool = False) -> Path:
     (missing, not a run, or, with ``finished``, without its tables yet)."""
     path = Path(path)
     if not path.is_dir():
-        raise UserInputError(f"run directory '{path}' does not exist; pass a folder under "
-                             "results/<name>/ (its run id)")
+        raise UserInputError(f"run directory '{path}' does not exist; {RUN_DIR_HINT}")
     if not (path / MANIFEST).is_file():
         raise UserInputError(f"'{path}' is not a samplerlab run directory (no {MANIFEST}); "
-                             "pass a folder under results/<name>/")
+                             f"{RUN_DIR_HINT}")
     if finished and not (path / "metrics.csv").is_file():
         raise UserInputError(f"'{path}' has no metrics.csv yet (an unfinished run): finish "
                              f"it with samplerlab run --resume {path}")
@@ -214,6 +241,6 @@ def load_samples(run_dir: str | Path):
 
     path = Path(run_dir) / SAMPLES
     if not path.is_file():
-        raise UserInputError(f"no {SAMPLES} in '{run_dir}'")
+        raise UserInputError(f"no {SAMPLES} in '{run_dir}'; {RUN_DIR_HINT}")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return pd.DataFrame(rows)

@@ -64,16 +64,16 @@ def check_prompts(loaded: LoadedSpec, model: Any, prompts: list[Prompt]) -> None
         loc = ("prompts", p.index) if isinstance(loaded.spec.prompts, list) else ("prompts",)
         if n > seq_len:
             raise loaded.error(f"prompt {p.index} is {n} tokens, longer than "
-                               f"model.sequence_length ({seq_len}); shorten it or raise "
-                               "model.sequence_length", loc)
+                               f"model.sequence_length ({seq_len}); raise model.sequence_length "
+                               "or shorten the prompt", loc)
         if n >= max_length:
             raise loaded.error(f"prompt {p.index} is {n} tokens; generation.max_length "
                                f"({max_length}) must be above the prompt length: raise it",
                                loc)
     if max_length > model.max_sequence_length:
         raise loaded.error(f"{max_length} is beyond the model's max_sequence_length "
-                           f"({model.max_sequence_length}); lower generation.max_length",
-                           ("generation", "max_length"))
+                           f"({model.max_sequence_length}); lower it to "
+                           f"{model.max_sequence_length} or less", ("generation", "max_length"))
 
 
 def _device_names() -> list[str]:

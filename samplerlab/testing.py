@@ -258,7 +258,7 @@ def check_processor(factory_or_name: str | Callable[..., Any],
     import numpy as np
 
     from samplerlab.processors.base import Context
-    from samplerlab.samplers.chain import chain_sampler_class
+    from samplerlab.samplers.chain_sampler import ChainSampler
 
     params = dict(params or {})
     if isinstance(factory_or_name, str):
@@ -287,7 +287,7 @@ def check_processor(factory_or_name: str | Callable[..., Any],
         raise _fail(name, "processor output", "a row has no finite logit left")
 
     def chained(seed: int | None = None) -> Any:
-        return chain_sampler_class()([factory()], pick="sample", seed=seed)
+        return ChainSampler([factory()], pick="sample", seed=seed)
 
     chained.__name__ = f"chain[{name}]"
     report = check_sampler(chained, **kwargs)

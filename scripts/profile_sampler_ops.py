@@ -1,8 +1,8 @@
 """Per-step cost of the sampling operations over GPT-2's 50,257-token vocabulary (JAX, jit).
 
 Each op runs 30 times inside one jitted ``fori_loop`` (as in KerasHub's generate loop);
-the best of 3 runs is printed in ms per step. This is how the top-p and random samplers
-were profiled (see docs/performance.md).
+the best of 3 runs is printed in ms per step. This is how the top-p and random samplers,
+and the DRY processor against repetition_penalty, were profiled (see docs/performance.md).
 
 Usage: python scripts/profile_sampler_ops.py [BATCH ...]
 """
@@ -61,8 +61,34 @@ def main(batches: list[int]) -> None:
         "sample_nucleus (rejection, top_p)": lambda x: sample_nucleus(x, 0.9, key),
     }
     for batch in batches:
-        for name, op in ops.items():
+        for name, op in {**ops, **processor_ops(batch)}.items():
             bench(name, op, batch)
+
+
+def processor_ops(batch: int) -> dict:
+    """History-aware chain processors on a 128-token history (step 100), per step."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from samplerlab.processors.base import Context
+    from samplerlab.processors.dry import DRY
+    from samplerlab.processors.penalties import RepetitionPenalty
+
+    tokens = np.random.RandomState(1).randint(0, 50, size=(batch, 128)).astype("int32")
+    prompt_mask = np.zeros_like(tokens, dtype=bool)
+
+    def history(x):
+        # A zero that depends on the loop carry: the history's work is not hoisted out of
+        # the loop (in generation it changes every step).
+        zero = (x[0, 0] * 0).astype("int32")
+        return Context(tokens + zero, 100 + zero, prompt_mask)
+
+    # GPT-2's ids of llama.cpp's default breakers "\n", ":", '"', "*".
+    dry = DRY(0.8, sequence_breakers=[[198], [25], [1], [9]])
+    repetition = RepetitionPenalty(1.2)
+    return {"repetition_penalty (chain processor)":
+            lambda x: repetition(jnp.log(x), history(x)),
+            "dry (chain processor)": lambda x: dry(jnp.log(x), history(x))}
 
 
 if __name__ == "__main__":

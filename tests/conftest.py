@@ -107,19 +107,47 @@ def shared_dir() -> Path:
     return SHARED
 
 
-@pytest.fixture(scope="session")
-def installed_example(tmp_path_factory) -> Path:
-    """The example plugin pip-installed (offline, no deps) into a private site directory.
+def _pip_install(source: Path, target: Path) -> Path:
+    """``pip install`` a package directory (offline, no deps) into a private site directory.
 
-    Tests put it on ``sys.path`` with ``monkeypatch.syspath_prepend``: its entry point in
-    group ``samplerlab`` is then found exactly as for a user's installed package.
+    Tests put ``target`` on ``sys.path`` (``monkeypatch.syspath_prepend``, or PYTHONPATH for
+    a subprocess): the package's entry points in group ``samplerlab`` are then found exactly
+    as for a user's installed package.
     """
-    target = tmp_path_factory.mktemp("site")
-    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
-    source = tmp_path_factory.mktemp("src") / EXAMPLE_PLUGIN.name
-    shutil.copytree(EXAMPLE_PLUGIN, source,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--no-index", "--target", str(target),
                     str(source)], check=True, capture_output=True)
     return target
+
+
+def _subprocess_env(*paths: Path, **extra: str) -> dict[str, str]:
+    """The environment for a child ``python``: ``paths`` and this checkout first on its path."""
+    import samplerlab
+
+    checkout = Path(samplerlab.__file__).resolve().parents[1]
+    python_path = [str(p) for p in (*paths, checkout)]
+    if os.environ.get("PYTHONPATH"):
+        python_path.append(os.environ["PYTHONPATH"])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), **extra}
+
+
+@pytest.fixture(scope="session")
+def installed_example(tmp_path_factory) -> Path:
+    """The example plugin pip-installed into a private site directory (see pip_install)."""
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    source = tmp_path_factory.mktemp("src") / EXAMPLE_PLUGIN.name
+    shutil.copytree(EXAMPLE_PLUGIN, source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return _pip_install(source, tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="session")
+def pip_install():
+    """``pip_install(source_dir, target_dir)``: see :func:`_pip_install`."""
+    return _pip_install
+
+
+@pytest.fixture(scope="session")
+def subprocess_env():
+    """``subprocess_env(*paths, **variables)``: see :func:`_subprocess_env`."""
+    return _subprocess_env

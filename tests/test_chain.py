@@ -186,7 +186,7 @@ def test_order_is_the_users():
 
 # --------------------------------------------------- traced params, one compile
 def test_assign_params_reuses_the_compiled_generate_function(monkeypatch):
-    from samplerlab.samplers.chain import ChainSampler
+    from samplerlab.samplers.chain_sampler import ChainSampler
     from samplerlab.testing import tiny_batch, tiny_causal_lm
 
     traces = []

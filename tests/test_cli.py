@@ -20,8 +20,15 @@ def test_schema_is_json_schema_that_accepts_the_shipped_specs(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert {"name", "model", "prompts", "samplers", "metrics"} <= set(schema["properties"])
-    spec = yaml.safe_load(open("experiments/quickstart.yaml", encoding="utf-8"))
-    jsonschema.validate(spec, schema)
+    for name in ("quickstart", "repetition"):
+        spec = yaml.safe_load(open(f"experiments/{name}.yaml", encoding="utf-8"))
+        jsonschema.validate(spec, schema)
+
+
+def test_the_repetition_example_validates_with_its_dry_cells(capsys):
+    assert main(["validate", "experiments/repetition.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "6 cells" in out and "processors=dry0.8" in out
 
 
 def test_validate_lists_the_expanded_cells_without_loading_a_model(write_spec, base_spec,
@@ -73,3 +80,19 @@ def test_unreachable_named_preset_fails_with_one_actionable_line(capsys, monkeyp
     assert "\n" not in err
     assert "could not download KerasHub preset 'gpt2_base_en'" in err
     assert "model.preset=samplerlab:tiny-en" in err
+
+
+def test_validate_imports_neither_keras_nor_jax(write_spec, subprocess_env):
+    """Validating stays fast (~0.6 s): factories import their Keras classes only when built."""
+    import subprocess
+    import sys
+
+    samplers = ["greedy", "top_k", "top_p", "random", "beam", "contrastive", "mirostat",
+                "xtc", {"name": "chain", "params": {"processors": [
+                    {"dry": 0.8}, {"repetition_penalty": 1.2}, {"top_k": 40}]}}]
+    spec = write_spec({"name": "v", "prompts": ["a"], "samplers": samplers})
+    code = ("import sys; from samplerlab.cli import main; code = main(['validate', sys.argv[1]]);"
+            "print(code, 'keras' in sys.modules, 'jax' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=120)
+    assert proc.stdout.splitlines()[-1] == "0 False False", proc.stdout + proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,20 @@ def test_chinese_poetry_errors(tmp_path):
         build("chinese_poetry", field="body").check()
     with pytest.raises(UserInputError, match="collection"):
         registry("datasets")["chinese_poetry"].validate({"collection": "ming"})
+
+
+def test_the_tutorial_spec_without_the_corpus_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    from samplerlab.cli import main
+
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "chinese_poetry.yaml"
+    monkeypatch.chdir(tmp_path)  # no ./chinese-poetry here
+    assert main(["validate", str(spec)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "finetune.dataset.dir: directory 'chinese-poetry' does not exist" in line
+    assert "samplerlab data fetch chinese-poetry chinese-poetry" in line
+    assert "-o finetune.dataset.dir=null" in line
+    # Following the hint works: the shipped excerpt is used.
+    assert main(["validate", str(spec), "-o", "finetune.dataset.dir=null"]) == 0
 
 
 def test_chinese_poetry_full_shared_copy(shared_dir):

@@ -166,3 +166,87 @@ def test_an_installed_plugin_package_is_listed_and_runs_in_a_spec(installed_exam
     samples = samplerlab.load_samples(result.run_dir)
     assert sorted({p["a"] for p in samples["params"]}) == [0.2, 0.5]
     assert (samples["num_tokens"] > 0).all()
+
+
+# ------------------------------------------------- quiet plugins (native log noise)
+KERAS_HUB_PLUGIN = '''
+import keras_hub  # starts TensorFlow, whose C++ logging writes to file descriptor 2
+import samplerlab
+
+
+@samplerlab.hookimpl
+def register_samplers(register):
+    register("greedy_again", keras_hub.samplers.GreedySampler)
+'''
+
+NOISY_PLUGIN = '''
+import os
+import warnings
+
+import samplerlab
+
+os.write(2, b"I0000 native notice from a C++ library\\n")
+warnings.warn("plugin says: mind the gap")
+
+
+@samplerlab.hookimpl
+def register_samplers(register):
+    pass
+'''
+
+
+@pytest.fixture(scope="module")
+def keras_hub_plugin_site(tmp_path_factory, pip_install):
+    """An installed plugin package (entry point) that imports keras_hub at module top."""
+    source = tmp_path_factory.mktemp("kh-plugin")
+    (source / "kh_plugin").mkdir()
+    (source / "kh_plugin" / "__init__.py").write_text(KERAS_HUB_PLUGIN)
+    (source / "pyproject.toml").write_text(textwrap.dedent('''
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "kh-plugin"
+        version = "0.1.0"
+
+        [project.entry-points.samplerlab]
+        kh = "kh_plugin"
+
+        [tool.setuptools]
+        packages = ["kh_plugin"]
+    '''))
+    return pip_install(source, tmp_path_factory.mktemp("kh-site"))
+
+
+def _samplerlab(args, env):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "samplerlab", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_a_plugin_importing_keras_hub_keeps_bad_input_to_one_line(
+        keras_hub_plugin_site, subprocess_env, write_spec):
+    bad = write_spec({"name": "q", "prompts": ["a"], "samplers": ["gredy"]})
+    env = subprocess_env(keras_hub_plugin_site)
+    env.pop("SAMPLERLAB_TF_LOGS", None)
+    proc = _samplerlab(["validate", str(bad)], env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {bad}:") and "unknown sampler 'gredy'" in line
+    assert "greedy_again" in line  # the plugin was loaded (and started TensorFlow)
+
+
+@pytest.mark.parametrize("show_logs", [False, True])
+def test_plugin_warnings_reach_the_user_and_native_noise_does_not(
+        show_logs, tmp_path, subprocess_env, write_spec):
+    plugin = tmp_path / "noisy_plugin.py"
+    plugin.write_text(NOISY_PLUGIN)
+    spec = write_spec({"name": "q", "prompts": ["a"], "samplers": ["greedy"]})
+    env = subprocess_env(SAMPLERLAB_TF_LOGS="1" if show_logs else "0")
+    proc = _samplerlab(["validate", str(spec), "--plugin", str(plugin)], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "plugin says: mind the gap" in proc.stderr
+    assert ("native notice" in proc.stderr) is show_logs

@@ -76,6 +76,18 @@ def test_keys_change_with_whatever_shapes_the_program(tiny_model):
     assert base != slow.key(_build("top_k", k=5), inputs, None)  # another decoding adapter
 
 
+def test_the_key_covers_the_tokenizer_vocabulary(tiny_model, monkeypatch):
+    # DRY bakes its sequence breakers' token ids into the program: a model with the same
+    # shapes but another vocabulary must not reuse it.
+    from samplerlab.engine.programs import model_digest
+
+    original = model_digest(tiny_model.adapter)
+    assert original == model_digest(tiny_model.adapter)
+    words = list(tiny_model.tokenizer.get_vocabulary())
+    monkeypatch.setattr(tiny_model.tokenizer, "get_vocabulary", lambda: words[::-1])
+    assert model_digest(tiny_model.adapter) != original
+
+
 def test_only_samplerlab_and_keras_hub_code_is_trusted():
     import keras_hub
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,9 @@ import yaml
 
 import samplerlab
 from samplerlab.cli import main
+
+GATE_PLUGIN = Path(__file__).resolve().parent / "gate_plugin.py"
+CELLS = 3
 
 
 def _spec(tiny_preset, **extra) -> dict:
@@ -35,60 +37,90 @@ def _samples(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "batch_seconds"} for r in rows]
 
 
-def _start(spec_path: Path, root: Path, run_id: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "samplerlab", "run", str(spec_path),
-                             "--results-root", str(root), "--run-id", run_id, "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _wait_for_cells(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cells = run_dir / "cells"
-        if cells.is_dir() and len(list(cells.glob("*.json"))) >= n:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"run ended early: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("no cell finished in time")
-
-
 @pytest.fixture
-def spec_path(tiny_preset, tmp_path):
+def gated_spec(tiny_preset, tmp_path):
+    """Three cells of the test plugin's ``gated`` sampler (see tests/gate_plugin.py)."""
+    spec = _spec(tiny_preset, plugins=[str(GATE_PLUGIN)])
+    spec["samplers"] = [{"name": "gated", "params": {"cell": list(range(1, CELLS + 1))}}]
     path = tmp_path / "rel.yaml"
-    path.write_text(yaml.safe_dump(_spec(tiny_preset)))
+    path.write_text(yaml.safe_dump(spec))
     return path
 
 
-def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(spec_path, tmp_path):
+@pytest.fixture
+def gated_run(gated_spec, tmp_path, subprocess_env, monkeypatch):
+    """``start(run_id)`` runs the gated spec in a child process; returns (process, gate)."""
+    from gate_plugin import GATE_ENV
+
+    monkeypatch.delenv(GATE_ENV, raising=False)  # runs in this process never wait
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    children = []
+
+    def start(root: Path, run_id: str) -> subprocess.Popen:
+        env = subprocess_env(PYTHONUNBUFFERED="1", **{GATE_ENV: str(gate)})
+        child = subprocess.Popen([sys.executable, "-m", "samplerlab", "run", str(gated_spec),
+                                  "--results-root", str(root), "--run-id", run_id, "-q"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+        children.append(child)
+        return child
+
+    yield start, gate
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the child creates ``marker``; a bounded wait that fails with what it saw."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {marker.name}: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {marker.name} within {timeout:.0f} s: {proc.communicate()}")
+        time.sleep(0.02)
+
+
+def _mid_second_cell(proc: subprocess.Popen, gate: Path) -> None:
+    """Let cell 1 run; return once cell 1 is written and cell 2 has started."""
+    _wait_for(gate / "cell-1.started", proc)
+    (gate / "cell-1.go").touch()
+    _wait_for(gate / "cell-2.started", proc)
+
+
+def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(gated_spec, gated_run,
+                                                                  tmp_path):
+    start, gate = gated_run
     root = tmp_path / "results"
-    proc = _start(spec_path, root, "killed")
-    _wait_for_cells(root / "rel" / "killed", 1, proc)
+    proc = start(root, "killed")
+    _mid_second_cell(proc, gate)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = root / "rel" / "killed"
-    done_before = {p.stem for p in (killed / "cells").glob("*.json")}
-    assert 1 <= len(done_before) < 8
+    assert {p.stem for p in (killed / "cells").glob("*.json")} == {"000-gated-cell=1"}
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "running"
 
     assert main(["run", "--resume", str(killed), "-q"]) == 0
-    assert main(["run", str(spec_path), "--results-root", str(root), "--run-id", "clean",
+    assert main(["run", str(gated_spec), "--results-root", str(root), "--run-id", "clean",
                  "-q"]) == 0
     resumed, clean = _samples(killed), _samples(root / "rel" / "clean")
-    assert len(clean) == 8 * 2 * 2
+    assert len(clean) == CELLS * 2 * 2
     assert resumed == clean
     manifest = json.loads((killed / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["resumed"]
 
 
-def test_ctrl_c_keeps_finished_cells_marks_the_run_and_exits_130(spec_path, tmp_path):
+def test_ctrl_c_keeps_finished_cells_marks_the_run_and_exits_130(gated_run, tmp_path):
+    start, gate = gated_run
     root = tmp_path / "results"
-    proc = _start(spec_path, root, "int")
+    proc = start(root, "int")
     run_dir = root / "rel" / "int"
-    _wait_for_cells(run_dir, 1, proc)
+    _mid_second_cell(proc, gate)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -96,8 +128,8 @@ def test_ctrl_c_keeps_finished_cells_marks_the_run_and_exits_130(spec_path, tmp_
     assert "Traceback" not in err
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
-    finished = [c for c in manifest["cells"] if c["status"] == "done"]
-    assert finished and len(_samples(run_dir)) == 4 * len(finished)
+    assert [c["status"] for c in manifest["cells"]] == ["done", "pending", "pending"]
+    assert len(_samples(run_dir)) == 2 * 2
 
 
 BAD_PLUGIN = '''

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -31,7 +33,11 @@ def six_sampler_run(tiny_preset, tmp_path_factory):
         "metrics": ["rep_n", "latency"],
     }
     loaded = samplerlab.load_spec(spec)
-    result = samplerlab.run(loaded, results_root=root, run_id="r1", progress=False)
+    previous = os.umask(0o022)  # a common umask: files 0644, readable by colleagues
+    try:
+        result = samplerlab.run(loaded, results_root=root, run_id="r1", progress=False)
+    finally:
+        os.umask(previous)
     return loaded, result
 
 
@@ -47,6 +53,14 @@ def test_results_directory_layout(six_sampler_run):
     _, result = six_sampler_run
     for name in ("spec.yaml", "manifest.json", "samples.jsonl", "metrics.csv", "latency.csv"):
         assert (result.run_dir / name).is_file(), name
+
+
+def test_result_files_are_readable_as_the_umask_allows(six_sampler_run):
+    _, result = six_sampler_run
+    modes = {p.relative_to(result.run_dir).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in result.run_dir.rglob("*") if p.is_file()}
+    assert {"metrics.csv", "report.md", "samples.jsonl", "manifest.json"} <= set(modes)
+    assert {name for name, mode in modes.items() if mode != 0o644} == set()
 
 
 def test_manifest_records_versions_devices_seed_and_cells(six_sampler_run):

@@ -37,6 +37,14 @@ def test_a_chain_sweeps_values_inside_its_processor_list():
         "chain(processors=top_k10,temperature0.8)", "chain(processors=top_k40,temperature0.8)"]
 
 
+def test_a_labelled_chain_keeps_its_label_unless_it_sweeps():
+    loaded = load_spec(_spec(samplers=[
+        {"name": "chain", "label": "dry", "params": {"processors": [{"dry": 0.8}]}},
+        {"name": "chain", "label": "k", "params": {"processors": [{"top_k": [10, 40]}]}}]))
+    assert [c.label for c in loaded.cells] == ["dry", "k(processors=top_k10)",
+                                               "k(processors=top_k40)"]
+
+
 def test_a_bad_processor_is_located_inside_the_chain(write_spec):
     path = write_spec(_spec(samplers=[{"name": "chain", "params": {"processors": [
         {"top_k": 40}, {"top_p": 1.5}]}}]))

@@ -52,10 +52,15 @@ def test_keras_hub_beam_is_not_batch_consistent_on_ragged_prompts():
     check_sampler("beam", {"num_beams": 2}, strict_stop=False)
 
 
-def test_a_processor_conforms_alone_in_a_chain(processor_conformance):  # noqa: F811
-    # The n-gram ban is the processor with the most index arithmetic inside the loop;
-    # the others run in CHAIN above and against NumPy references in test_processors.py.
-    report = processor_conformance("no_repeat_ngram_size", {"n": 2})
+@pytest.mark.parametrize("name, params", [
+    ("no_repeat_ngram_size", {"n": 2}),
+    ("dry", {"multiplier": 2.0, "allowed_length": 1, "sequence_breakers": [[5], [7, 9]]}),
+])
+def test_a_processor_conforms_alone_in_a_chain(processor_conformance, name, params):  # noqa: F811
+    # The n-gram ban and DRY are the processors with the most index arithmetic inside the
+    # loop; the others run in CHAIN above and against NumPy references in
+    # test_processors.py (DRY: test_dry.py).
+    report = processor_conformance(name, params)
     assert report.checks == ["processor output"] + FULL_CHECKS
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -51,7 +52,7 @@ def print_listing(rows: list[dict[str, Any]], columns: dict[str, Any], *, title:
         table.add_column(header, no_wrap=whole, min_width=widths[i] if whole else None,
                          overflow="fold")
     for row in texts:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # text, not markup: "list[int]"
     console = out
     if not sys.stdout.isatty():
         console = Console(width=max(120, sum(widths[:2]) + 80), soft_wrap=True)

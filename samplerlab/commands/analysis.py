@@ -100,7 +100,8 @@ def compare_runs(run_a: Path, run_b: Path, columns: list[str] | None = None,
     frame_a, frame_b = read_metrics(run_a), read_metrics(run_b)
     pairs = match_cells(frame_a, frame_b)
     if not pairs:
-        raise UserInputError(f"no cell of '{run_a}' matches a cell of '{run_b}' by id or label")
+        raise UserInputError(f"no cell of '{run_a}' matches a cell of '{run_b}' by id or "
+                             "label; compare runs whose specs share samplers and parameters")
     if columns is None:
         columns = [c for c in MAIN_COLUMNS if c in frame_a and c in frame_b]
     metrics = []

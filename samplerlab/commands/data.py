@@ -43,7 +43,8 @@ def fetch_git(url: str, target: Path, *, runner=subprocess.run) -> str:
         lines = [x.strip() for x in (proc.stderr or proc.stdout or "").splitlines() if x.strip()]
         reason = lines[-1] if lines else f"git exited with status {proc.returncode}"
         raise FetchError(f"could not {'update' if action == 'updated' else 'clone'} {url} "
-                         f"into {target}: {reason}")
+                         f"into {target}: {reason}; without network, copy the repository from "
+                         "another machine into that directory")
     return action
 
 
@@ -105,7 +106,8 @@ def register(cli: typer.Typer) -> None:
 
         loaded = load_spec(spec, overrides=override)
         if loaded.spec.finetune is None:
-            raise UserInputError("the spec has no finetune: section", file=str(spec),
+            raise UserInputError("the spec has no finetune: section; add one (see the README's "
+                                 "spec) or sample with samplerlab run", file=str(spec),
                                  field="finetune")
         console = Console(stderr=True, quiet=quiet)
         m = loaded.spec.model

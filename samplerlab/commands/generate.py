@@ -40,7 +40,8 @@ def generate(
     for item in param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserInputError(f"expected KEY=VALUE, got '{item}'", field="--param")
+            raise UserInputError(f"expected KEY=VALUE, got '{item}' (e.g. -p k=10)",
+                                 field="--param")
         params[key.strip()] = yaml.safe_load(value)
     if seed is not None and entry.accepts("seed"):
         params["seed"] = seed

@@ -63,7 +63,8 @@ def run(
                                                    executor=cell_executor), resume)
     else:
         if spec is None:
-            raise UserInputError("missing SPEC (or --resume RUN_DIR)")
+            raise UserInputError("missing SPEC: give a spec file (samplerlab run "
+                                 "experiments/quickstart.yaml) or --resume RUN_DIR")
         loaded = load_spec(spec, overrides=override, plugins=plugin)
         if run_id is not None and not re.match(NAME_PATTERN, run_id):
             raise UserInputError("must be letters, digits, '.', '_' or '-' (no path "

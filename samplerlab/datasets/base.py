@@ -64,9 +64,9 @@ def require_file(path: str, field: str = "path") -> Path:
     """The path as a file, or a :class:`DatasetError` naming ``field``."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetError(f"file '{path}' does not exist", field=field)
+        raise DatasetError(f"file '{path}' does not exist{_relative_to_cwd(p)}", field=field)
     if not p.is_file():
-        raise DatasetError(f"'{path}' is not a file", field=field)
+        raise DatasetError(f"'{path}' is not a file; give the path of a file", field=field)
     return p
 
 
@@ -74,10 +74,17 @@ def require_dir(path: str, field: str = "dir") -> Path:
     """The path as a directory, or a :class:`DatasetError` naming ``field``."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetError(f"directory '{path}' does not exist", field=field)
+        raise DatasetError(f"directory '{path}' does not exist{_relative_to_cwd(p)}",
+                           field=field)
     if not p.is_dir():
-        raise DatasetError(f"'{path}' is not a directory", field=field)
+        raise DatasetError(f"'{path}' is not a directory; give the path of a directory",
+                           field=field)
     return p
+
+
+def _relative_to_cwd(path: Path) -> str:
+    """Where a relative path was looked for: the usual surprise behind a missing file."""
+    return "" if path.is_absolute() else f" (relative paths start at {Path.cwd()})"
 
 
 def file_digest(path: Path) -> str:

@@ -23,7 +23,8 @@ class InlineSource(TextSource):
 
     def check(self) -> None:
         if not any(t.strip() for t in self._texts):
-            raise DatasetError("the inline dataset has no non-empty text", field="texts")
+            raise DatasetError("the inline dataset has no non-empty text; put at least one in "
+                               "texts", field="texts")
 
     def texts(self) -> Iterator[str]:
         yield from self._texts

@@ -35,7 +35,8 @@ class JsonlSource(TextSource):
                 try:
                     yield number, json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{self.path}:{number}: not valid JSON ({exc.msg})",
+                    raise DatasetError(f"{self.path}:{number}: not valid JSON ({exc.msg}); each "
+                                       "line must be one JSON object",
                                        field="path") from None
 
     def _text(self, number: int, record: Any) -> str:
@@ -44,12 +45,13 @@ class JsonlSource(TextSource):
                                f"{type(record).__name__}", field="path")
         if self.field not in record:
             keys = ", ".join(sorted(record)) or "none"
-            raise DatasetError(f"unknown field '{self.field}' in {self.path} (line {number} "
-                               f"has: {keys})", field="field")
+            raise DatasetError(f"unknown field '{self.field}' in {self.path}; set field to one "
+                               f"of the keys of line {number}: {keys}", field="field")
         value = record[self.field]
         if not isinstance(value, str):
             raise DatasetError(f"{self.path}:{number}: field '{self.field}' is "
-                               f"{type(value).__name__}, not text", field="field")
+                               f"{type(value).__name__}, not text; set field to a text field",
+                               field="field")
         return value
 
     def check(self) -> None:

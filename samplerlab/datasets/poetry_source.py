@@ -13,6 +13,7 @@ from samplerlab.errors import DatasetError
 
 SHIPPED_EXCERPT = Path(__file__).resolve().parent.parent / "assets" / "datasets" / "chinese-poetry"
 COLLECTION_DIR = "全唐诗"
+_REFETCH = "fetch a fresh copy with `samplerlab data fetch chinese-poetry DIR`"
 
 
 def poem_files(root: Path, collection: str) -> list[Path]:
@@ -46,30 +47,38 @@ class ChinesePoetrySource(TextSource):
         self.params = {"dir": dir, "collection": collection, "field": field}
 
     def files(self) -> list[Path]:
+        if not self.root.exists():
+            raise DatasetError(f"directory '{self.dir}' does not exist; {self._get_it()}",
+                               field="dir")
         root = require_dir(str(self.root), field="dir")
         files = poem_files(root, self.collection)
         if not files:
             raise DatasetError(
                 f"no poet.{self.collection}.*.json files in '{root}' or '{root / COLLECTION_DIR}' "
-                "(expected the chinese-poetry layout; get it with `samplerlab data fetch "
-                "chinese-poetry DIR`)", field="dir")
+                f"(expected the chinese-poetry layout); {self._get_it()}", field="dir")
         return files
+
+    def _get_it(self) -> str:
+        return (f"get the corpus with `samplerlab data fetch chinese-poetry {self.dir}`, or "
+                "set dir to null for the 300-poem excerpt shipped with samplerlab "
+                "(e.g. -o finetune.dataset.dir=null)")
 
     def _poems(self, path: Path) -> list[dict[str, Any]]:
         try:
             poems = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"'{path}' is not valid UTF-8 JSON ({exc})", field="dir") from None
+            raise DatasetError(f"'{path}' is not valid UTF-8 JSON ({exc}); {_REFETCH}",
+                               field="dir") from None
         if not isinstance(poems, list):
             raise DatasetError(f"'{path}' holds {type(poems).__name__}, expected a list of "
-                               "poems", field="dir")
+                               f"poems; {_REFETCH}", field="dir")
         return poems
 
     def _text(self, poem: Any, path: Path) -> str:
         if not isinstance(poem, dict) or self.field not in poem:
             keys = ", ".join(sorted(poem)) if isinstance(poem, dict) else "none"
-            raise DatasetError(f"unknown field '{self.field}' in {path.name} (poems have: "
-                               f"{keys})", field="field")
+            raise DatasetError(f"unknown field '{self.field}' in {path.name}; set field to one "
+                               f"of: {keys}", field="field")
         value = poem[self.field]
         return "".join(value) if isinstance(value, list) else str(value)
 
@@ -79,7 +88,7 @@ class ChinesePoetrySource(TextSource):
             for poem in self._poems(path):
                 self._text(poem, path)
                 return
-        raise DatasetError(f"no poems in '{self.root}'", field="dir")
+        raise DatasetError(f"no poems in '{self.root}'; {self._get_it()}", field="dir")
 
     def texts(self) -> Iterator[str]:
         for path in self.files():

@@ -31,7 +31,8 @@ class TextFileSource(TextSource):
         try:
             return require_file(self.path).read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise DatasetError(f"'{self.path}' is not UTF-8 text (byte {exc.start})",
+            raise DatasetError(f"'{self.path}' is not UTF-8 text (byte {exc.start}); save it "
+                               "as UTF-8",
                                field="path") from None
 
     def check(self) -> None:

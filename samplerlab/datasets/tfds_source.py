@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from samplerlab._quiet import native_logs_silenced
 from samplerlab.datasets.base import TextSource, require_dir
 from samplerlab.errors import DatasetError
 
@@ -44,6 +45,7 @@ class TfdsSource(TextSource):
                        "manual_dir": manual_dir, "download": download}
 
     # -- checks ----------------------------------------------------------------------
+    @native_logs_silenced()  # importing TFDS starts TensorFlow
     def _builder(self) -> Any:
         import tensorflow_datasets as tfds
 
@@ -52,11 +54,13 @@ class TfdsSource(TextSource):
         except tfds.core.registered.DatasetNotFoundError:
             base = self.name.split("/")[0].split(":")[0]
             close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            hint = (f" (did you mean {', '.join(close)}?)" if close else
+                    "; see https://www.tensorflow.org/datasets/catalog for the names")
             raise DatasetError(f"unknown TFDS dataset '{self.name}'{hint}",
                                field="name") from None
         except Exception as exc:  # noqa: BLE001 - a bad config name, a broken data dir
-            raise DatasetError(f"TFDS dataset '{self.name}': {_first_line(exc)}",
+            raise DatasetError(f"TFDS dataset '{self.name}': {_first_line(exc)}; check the "
+                               "name (NAME or NAME/CONFIG, see the TFDS catalog) and data_dir",
                                field="name") from None
 
     def check(self) -> None:
@@ -82,6 +86,7 @@ class TfdsSource(TextSource):
                 + OFFLINE_HELP.format(name=self.name), field="data_dir")
 
     # -- reading ---------------------------------------------------------------------
+    @native_logs_silenced()
     def load(self) -> Any:
         """``tfds.load`` of the split, with one clear :class:`DatasetError` when it fails."""
         import tensorflow_datasets as tfds

@@ -17,9 +17,10 @@ so its first call costs a cache lookup and the run.
 
 A program is reused only when everything that shapes it is equal (its key): the versions
 of JAX, jaxlib, Keras, KerasHub and Python, a digest of samplerlab's own source files,
-the platform and ``XLA_FLAGS``, the model's configuration, variable shapes and dtypes and
-its decoding adapter, the sampler's class and structure (``structure_key()``, or the
-config of a KerasHub sampler), the input shapes and the stop tokens. Programs of samplers
+the platform and ``XLA_FLAGS``, the model's configuration, variable shapes and dtypes, its
+tokenizer's vocabulary and its decoding adapter, the sampler's class and structure
+(``structure_key()``, or the config of a KerasHub sampler), the input shapes, the stop
+tokens and the step observers. Programs of samplers
 (and chain processors) whose classes come from anywhere but samplerlab, KerasHub and
 Keras are never written to disk, since a plugin's code can change without any of the
 above changing; a plugin sampler without ``structure_key()`` gets a program of its own.
@@ -107,12 +108,24 @@ def _dtype_name(tensor: Any) -> str:
 
 
 def model_digest(adapter: Any) -> str:
-    """The model's class, backbone configuration, variables and decoding adapter, hashed."""
+    """The model's class, backbone configuration, variables, vocabulary and decoding
+    adapter, hashed."""
     lm = adapter.causal_lm
     parts = [type(lm).__qualname__, lm.backbone.get_config(), adapter.name,
              str(lm.compute_dtype),
-             [(v.path, tuple(v.shape), str(v.dtype)) for v in lm.variables]]
+             [(v.path, tuple(v.shape), str(v.dtype)) for v in lm.variables],
+             _vocabulary_digest(lm)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _vocabulary_digest(causal_lm: Any) -> str | None:
+    """The tokenizer's vocabulary: a program may bake token ids in (DRY's sequence breakers
+    are tokenized when the chain is traced), and two vocabularies can share every shape."""
+    tokenizer = getattr(getattr(causal_lm, "preprocessor", None), "tokenizer", None)
+    get_vocabulary = getattr(tokenizer, "get_vocabulary", None)
+    if not callable(get_vocabulary):
+        return None
+    return hashlib.sha256("\n".join(map(str, get_vocabulary())).encode()).hexdigest()
 
 
 def _samplerlab_digest() -> str:

@@ -303,7 +303,8 @@ def read_jsonl(path: str | Path, text_field: str) -> list[dict[str, Any]]:
                                      line=number)
             records.append(record)
     if not records:
-        raise UserInputError(f"file '{path}' holds no records")
+        raise UserInputError(f"file '{path}' holds no records; it needs one JSON object per "
+                             "line")
     return records
 
 
@@ -331,8 +332,9 @@ def score_file(path: str | Path, text_field: str = "text", group_field: str | No
     groups: dict[str, list[dict[str, Any]]] = {}
     for i, record in enumerate(records):
         if group_field is not None and group_field not in record:
-            raise UserInputError(f"no field '{group_field}' for --group-field", file=str(path),
-                                 line=i + 1)
+            fields = ", ".join(sorted(record)) or "none"
+            raise UserInputError(f"no field '{group_field}' for --group-field; choose one of: "
+                                 f"{fields}", file=str(path), line=i + 1)
         group = str(record[group_field]) if group_field is not None else "all"
         sample = dict(record)
         sample["text"] = record[text_field]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samplerlab._quiet import import_tensorflow_quietly
+from samplerlab._quiet import native_logs_silenced
 from samplerlab.compilation import enable_compilation_cache
 from samplerlab.errors import ModelLoadError, UserInputError
 
@@ -60,7 +60,9 @@ def check_preset_reference(preset: str) -> None:
         return
     p = Path(path)
     if not p.exists():
-        raise UserInputError(f"local preset directory '{preset}' does not exist")
+        raise UserInputError(f"local preset directory '{preset}' does not exist; give a "
+                             "KerasHub preset name (gpt2_base_en), a directory written by "
+                             "save_to_preset, or samplerlab:tiny-en")
     if not p.is_dir() or not (p / "config.json").is_file():
         raise UserInputError(f"'{preset}' is not a KerasHub preset directory (no config.json; "
                              "write one with save_to_preset)")
@@ -123,6 +125,7 @@ class LoadedModel:
         return int(self.causal_lm.backbone.max_sequence_length)
 
 
+@native_logs_silenced()  # TensorFlow and XLA start-up notices; Python errors still show
 def load_model(preset: str, sequence_length: int = 128,
                dtype_policy: str | None = None, fast_decoding: bool = True) -> LoadedModel:
     """Load a causal LM and its preprocessor through KerasHub's ``from_preset``.
@@ -132,7 +135,6 @@ def load_model(preset: str, sequence_length: int = 128,
     other model runs KerasHub's own ``call_with_cache``, and a note says so. The model
     object itself is left exactly as KerasHub loaded it.
     """
-    import_tensorflow_quietly()
     enable_compilation_cache()
     import keras
     import keras_hub
@@ -153,7 +155,8 @@ def load_model(preset: str, sequence_length: int = 128,
     except Exception as exc:  # noqa: BLE001 - turned into one actionable line
         if is_local_reference(preset):
             raise ModelLoadError(f"could not load preset directory '{preset}': "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                                 f"{type(exc).__name__}: {_first_line(exc)}; re-save it with "
+                                 "save_to_preset from this keras-hub version") from exc
         raise ModelLoadError(
             f"could not download KerasHub preset '{preset}' ({type(exc).__name__}: "
             f"{_first_line(exc)}). Without network access, point model.preset at a local "

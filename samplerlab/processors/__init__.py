@@ -102,11 +102,25 @@ def no_repeat_ngram_size(n: Annotated[int, Field(ge=1)] = 3):
     return NoRepeatNGram(n)
 
 
+Breaker = Annotated[str, Field(min_length=1, max_length=40)] | list[int]
+
+
+def dry(multiplier: Annotated[float, Field(ge=0)] = 0.8,
+        base: Annotated[float, Field(ge=1)] = 1.75,
+        allowed_length: Annotated[int, Field(ge=1)] = 2,
+        sequence_breakers: list[Breaker] = ("\n", ":", '"', "*"),
+        penalty_last_n: Annotated[int, Field(ge=-1)] = -1):
+    """DRY: penalise tokens that would extend a repeated sequence (p-e-w 2024; llama.cpp dry)."""
+    from samplerlab.processors.dry import DRY
+
+    return DRY(multiplier, base, allowed_length, sequence_breakers, penalty_last_n)
+
+
 BUILTIN_PROCESSORS = {
     f.__name__: f
     for f in (temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff,
               top_n_sigma, repetition_penalty, presence_penalty, frequency_penalty,
-              no_repeat_ngram_size)
+              no_repeat_ngram_size, dry)
 }
 
 

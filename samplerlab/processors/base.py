@@ -5,18 +5,20 @@ A processor sees the float32 logits of the next token (``(batch, vocab)``) and a
 get ``-inf``. Processors run inside KerasHub's compiled generate loop, so they use
 ``keras.ops`` only and never Python control flow on tensor values.
 
-Numeric parameters (``k``, ``p``, penalties, ...) are stored as non-trainable
-``keras.Variable`` s and exposed through :attr:`Processor.variables`. KerasHub passes a
-sampler's ``variables`` into its jitted generate function as *state*, so they are traced
-values: changing them (``assign_params``) reuses the compiled function instead of
-recompiling. Parameters that change shapes (``no_repeat_ngram_size``'s ``n``) or program
-structure are *static*: they are part of :meth:`Processor.structure_key`.
+Parameters go through :class:`samplerlab.traced.TracedParams`, as the samplers' do:
+numeric ones (``k``, ``p``, penalties, ...) are non-trainable ``keras.Variable`` s that
+KerasHub passes into its jitted generate function as *state*, so changing them
+(``assign_params``) reuses the compiled function instead of recompiling. Parameters that
+change shapes (``no_repeat_ngram_size``'s ``n``) or program structure are *static*: they
+are part of the structure key.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any, NamedTuple
+
+from samplerlab.traced import TracedParams
 
 NEG_INF = -math.inf
 
@@ -37,61 +39,43 @@ class Context(NamedTuple):
     prompt_mask: Any
 
 
-class Processor:
+class Processor(TracedParams):
     """Base class of logits processors usable in a ``chain`` sampler.
 
-    Subclasses call :meth:`add_param` for each traced numeric parameter, set
-    ``self.static`` entries for shape-changing ones, and implement :meth:`process`.
+    Subclasses call :meth:`~samplerlab.traced.TracedParams.add_param` for each traced
+    numeric parameter and :meth:`~samplerlab.traced.TracedParams.add_static` for each
+    shape- or program-changing one (the constructor's argument names must match: they are
+    the processor's config), implement :meth:`process`, and register with
+    ``@keras.saving.register_keras_serializable(package=...)`` so a chain holding them
+    serialises. A processor that needs the model (its tokenizer, its vocabulary) overrides
+    :meth:`bind`.
 
     Example:
 
     >>> import keras
     >>> from samplerlab.processors.base import Processor
-    >>> class Shift(Processor):
+    >>> @keras.saving.register_keras_serializable(package="doc")
+    ... class Shift(Processor):
     ...     '''Add a constant to every logit (a no-op for sampling).'''
     ...     def __init__(self, amount=1.0):
-    ...         super().__init__()
     ...         self.amount = self.add_param("amount", amount)
     ...     def process(self, logits, context):
     ...         return logits + self.amount
     >>> Shift(2.0).params()
     {'amount': 2.0}
+    >>> Shift.from_config(Shift(3.0).get_config()).params()
+    {'amount': 3.0}
     """
 
     #: True when :meth:`process` reads ``context.tokens`` (documentation only).
     needs_history = False
 
-    def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-        self.static: dict[str, Any] = {}
+    def bind(self, model: Any) -> None:
+        """Called with the causal LM before the chain traces its loop; the default does nothing.
 
-    def add_param(self, name: str, value: float | int, dtype: str = "float32") -> Any:
-        """Create a non-trainable ``keras.Variable`` holding a traced parameter."""
-        import keras
-
-        variable = keras.Variable(value, dtype=dtype, trainable=False,
-                                  name=f"{type(self).__name__}_{name}")
-        self._params[name] = variable
-        return variable
-
-    @property
-    def variables(self) -> list[Any]:
-        """The traced parameters, in a fixed order (KerasHub threads them as state)."""
-        return list(self._params.values())
-
-    def params(self) -> dict[str, Any]:
-        """Current parameter values as Python numbers (static ones included)."""
-        import keras
-
-        out: dict[str, Any] = {k: keras.ops.convert_to_numpy(v).item()
-                               for k, v in self._params.items()}
-        out.update(self.static)
-        return out
-
-    def structure_key(self) -> tuple:
-        """What must match for two processors to share one compiled program."""
-        return (type(self).__module__, type(self).__qualname__, tuple(self._params),
-                tuple(sorted(self.static.items())))
+        ``model`` is what KerasHub hands the sampler (``CausalLM.generate_step`` passes
+        itself), or None when the chain runs without one.
+        """
 
     def process(self, logits: Any, context: Context) -> Any:
         """Return processed ``(batch, vocab)`` float32 logits."""
@@ -99,6 +83,10 @@ class Processor:
 
     def __call__(self, logits: Any, context: Context) -> Any:
         return self.process(logits, context)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Processor:
+        return cls(**config)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -144,33 +132,6 @@ def scatter_rows(columns: Any, weights: Any, width: int) -> Any:
     rows = ops.repeat(ops.arange(batch, dtype="int32"), length)
     indices = ops.stack([rows, ops.reshape(ops.cast(columns, "int32"), (-1,))], axis=1)
     return ops.scatter(indices, ops.reshape(weights, (-1,)), (batch, width))
-
-
-def structure_key(sampler: Any) -> tuple | None:
-    """A hashable key, or None when the sampler cannot share a compiled program.
-
-    Two samplers with equal keys differ only in traced values (and seeds): the runner
-    may compile once, then ``assign_params`` the next one into the compiled sampler.
-    """
-    method = getattr(sampler, "structure_key", None)
-    return method() if callable(method) else None
-
-
-def assign_params(target: Any, source: Any) -> None:
-    """Copy every traced value (parameters and seed state) of ``source`` into ``target``.
-
-    After this, ``target`` behaves exactly like ``source`` would, and a generate function
-    already compiled for ``target`` is reused without recompiling.
-
-    Raises:
-        ValueError: the two samplers do not have the same structure key.
-    """
-    key = structure_key(target)
-    if key is None or key != structure_key(source):
-        raise ValueError(f"cannot assign parameters across structures: {key} vs "
-                         f"{structure_key(source)}")
-    for mine, theirs in zip(target.variables, source.variables, strict=True):
-        mine.assign(theirs.value)
 
 
 def smallest_set_threshold(keys: Any, weights: Any, target: Any,

@@ -42,7 +42,8 @@ def _registry():
 def normalize(items: Any) -> list[ProcessorItem]:
     """Turn the user's list into :class:`ProcessorItem` s; raise on a malformed item."""
     if not isinstance(items, (list, tuple)):
-        raise ParameterError(f"processors must be a list, got {type(items).__name__}",
+        raise ParameterError(f"processors must be a list, got {type(items).__name__}; e.g. "
+                             "processors: [{repetition_penalty: 1.2}, {top_k: 40}]",
                              field="processors")
     registry = _registry()
     out = []
@@ -86,8 +87,8 @@ def _shorthand(registry: Any, name: str, value: Any, where: str) -> dict[str, An
     _check_name(registry, name, where.rsplit(".", 1)[0])
     params = registry[name].parameters()
     if not params:
-        raise ParameterError(f"{name} takes no parameters (got {value!r})",
-                             field=where)
+        raise ParameterError(f"{name} takes no parameters (got {value!r}); write it as the "
+                             f"bare name {name}", field=where)
     return {params[0].name: value}
 
 
@@ -100,7 +101,7 @@ def validate(items: Any) -> list[ProcessorItem]:
             registry[item.name].validate(item.params)
         except ParameterError as exc:
             where = item.where
-            if exc.field and not item.scalar and exc.field in item.params:
+            if exc.field and not item.scalar and exc.field.split("[")[0] in item.params:
                 where = f"{where}.{exc.field}"
             raise ParameterError(exc.problem, field=where) from None
     return normalized

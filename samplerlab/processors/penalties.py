@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
+
 from samplerlab.processors.base import (
     NEG_INF,
     Context,
@@ -23,17 +25,17 @@ class _Penalty(Processor):
     needs_history = True
 
     def __init__(self, penalty: float, include_prompt: bool) -> None:
-        super().__init__()
         self.penalty = self.add_param("penalty", penalty)
-        self.static["include_prompt"] = bool(include_prompt)
+        self.include_prompt = self.add_static("include_prompt", bool(include_prompt))
 
     def counts(self, logits: Any, context: Context) -> Any:
         from keras import ops
 
         return token_counts(context, ops.shape(logits)[-1],
-                            include_prompt=self.static["include_prompt"])
+                            include_prompt=self.include_prompt)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class RepetitionPenalty(_Penalty):
     """Make tokens already in the history less likely (Keskar et al. 2019, CTRL).
 
@@ -53,6 +55,7 @@ class RepetitionPenalty(_Penalty):
         return ops.where(seen, penalised, logits)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class PresencePenalty(_Penalty):
     """Subtract ``penalty`` from the logit of every token present in the history.
 
@@ -69,6 +72,7 @@ class PresencePenalty(_Penalty):
         return logits - self.penalty * seen
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class FrequencyPenalty(_Penalty):
     """Subtract ``penalty`` times a token's count in the history from its logit.
 
@@ -82,6 +86,7 @@ class FrequencyPenalty(_Penalty):
         return logits - self.penalty * self.counts(logits, context)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class NoRepeatNGram(Processor):
     """Forbid any token that would complete an n-gram already in the history.
 
@@ -94,14 +99,13 @@ class NoRepeatNGram(Processor):
     needs_history = True
 
     def __init__(self, n: int = 3) -> None:
-        super().__init__()
-        self.static["n"] = int(n)
+        self.n = self.add_static("n", int(n))
 
     def banned(self, context: Context, vocab_size: int) -> Any:
         """``(batch, vocab)`` bool: tokens that would repeat an n-gram."""
         from keras import ops
 
-        n = self.static["n"]
+        n = self.n
         tokens = ops.cast(context.tokens, "int32")
         length = ops.shape(tokens)[1]
         index = ops.cast(context.index, "int32")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import keras
+
 from samplerlab.processors.base import (
     Context,
     Processor,
@@ -38,6 +40,7 @@ def _log_probs_and_entropy(logits: Any) -> tuple[Any, Any, Any]:
     return log_probs, probs, entropy
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class Temperature(Processor):
     """Divide the logits by ``temperature`` (< 1 sharpens, > 1 flattens).
 
@@ -49,13 +52,13 @@ class Temperature(Processor):
     """
 
     def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__()
         self.temperature = self.add_param("temperature", temperature)
 
     def process(self, logits: Any, context: Context) -> Any:
         return logits / self.temperature
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TopK(Processor):
     """Keep the ``k`` highest logits (Fan et al. 2018; HF ``TopKLogitsWarper``).
 
@@ -65,7 +68,6 @@ class TopK(Processor):
     """
 
     def __init__(self, k: int = 50) -> None:
-        super().__init__()
         self.k = self.add_param("k", k, dtype="int32")
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -76,6 +78,7 @@ class TopK(Processor):
         return keep(logits, -logits <= threshold)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TopP(Processor):
     """Nucleus: keep the smallest top set whose probability reaches ``p``.
 
@@ -84,7 +87,6 @@ class TopP(Processor):
     """
 
     def __init__(self, p: float = 0.9) -> None:
-        super().__init__()
         self.p = self.add_param("p", p)
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -93,6 +95,7 @@ class TopP(Processor):
         return keep(logits, -logits <= threshold)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class MinP(Processor):
     """Keep tokens whose probability is at least ``p`` times the top probability.
 
@@ -100,7 +103,6 @@ class MinP(Processor):
     """
 
     def __init__(self, p: float = 0.05) -> None:
-        super().__init__()
         self.p = self.add_param("p", p)
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -111,6 +113,7 @@ class MinP(Processor):
         return keep(logits, ops.logical_or(probs >= self.p * top, is_max(logits)))
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TypicalP(Processor):
     """Locally typical sampling (Meister et al. 2023; HF ``TypicalLogitsWarper``).
 
@@ -119,7 +122,6 @@ class TypicalP(Processor):
     """
 
     def __init__(self, p: float = 0.9) -> None:
-        super().__init__()
         self.p = self.add_param("p", p)
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -133,6 +135,7 @@ class TypicalP(Processor):
         return keep(logits, shifted <= threshold)
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class EpsilonCutoff(Processor):
     """Keep tokens with probability at least ``epsilon``.
 
@@ -141,7 +144,6 @@ class EpsilonCutoff(Processor):
     """
 
     def __init__(self, epsilon: float = 3e-4) -> None:
-        super().__init__()
         self.epsilon = self.add_param("epsilon", epsilon)
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -150,6 +152,7 @@ class EpsilonCutoff(Processor):
         return keep(logits, ops.logical_or(_softmax(logits) >= self.epsilon, is_max(logits)))
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class EtaCutoff(Processor):
     """Entropy-dependent cutoff: keep tokens with ``p >= min(eta, sqrt(eta) * exp(-H))``.
 
@@ -158,7 +161,6 @@ class EtaCutoff(Processor):
     """
 
     def __init__(self, eta: float = 3e-4) -> None:
-        super().__init__()
         self.eta = self.add_param("eta", eta)
 
     def process(self, logits: Any, context: Context) -> Any:
@@ -169,6 +171,7 @@ class EtaCutoff(Processor):
         return keep(logits, ops.logical_or(probs >= cutoff, is_max(logits)))
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TopNSigma(Processor):
     """Keep logits within ``n`` standard deviations of the maximum logit.
 
@@ -177,7 +180,6 @@ class TopNSigma(Processor):
     """
 
     def __init__(self, n: float = 1.0) -> None:
-        super().__init__()
         self.n = self.add_param("n", n)
 
     def process(self, logits: Any, context: Context) -> Any:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import keras_hub
 from keras import ops
 
 from samplerlab.models.internals import any_equal
-from samplerlab.samplers.traced_params import TracedParams
+from samplerlab.traced import TracedParams
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler):
     """Contrastive search (Su et al. 2022, "A Contrastive Framework for Neural Text
     Generation"): among the ``k`` most probable tokens pick the one maximising
@@ -48,9 +50,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
         super().__init__(k=k, alpha=alpha)
         self.alpha = self.add_param("alpha", alpha)
         self.temperature = self.add_param("temperature", temperature)
-
-    def static_params(self) -> tuple:
-        return (("k", int(self.k)),)
+        self.add_static("k", int(k))
 
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,

@@ -1,110 +1,10 @@
-"""Mirostat 2.0: sampling that steers the surprise of each token towards a target."""
+"""The ``mirostat`` factory; the class is in :mod:`samplerlab.samplers.mirostat_sampler`."""
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
-
-from samplerlab.samplers.lazy import lazy_class, lazy_exports
-
-LOG2 = math.log(2.0)
-
-
-def make_mirostat_sampler_class():
-    """Define :class:`MirostatSampler` on first use (keeps this module Keras-free)."""
-    import keras
-    from keras import ops
-    from keras_hub.samplers import Sampler
-
-    from samplerlab.processors.base import NEG_INF, assign_params, is_max
-    from samplerlab.processors.loop import history_loop
-
-    class MirostatSampler(Sampler):
-        """Mirostat v2 (Basu et al. 2021, "Mirostat: a neural text decoding algorithm
-        that directly controls perplexity"; as in llama.cpp ``mirostat_v2``).
-
-        Each row keeps a running bound ``mu`` (initially ``2 * tau``). At each step the
-        tokens whose surprise ``-log2 p`` exceeds ``mu`` are removed (the most probable
-        token always stays), a token is drawn from the renormalised rest, and
-        ``mu -= eta * (surprise_of_drawn_token - tau)`` with the surprise measured under
-        the renormalised distribution. The average surprise converges to ``tau`` bits.
-
-        Args:
-            tau: float, target surprise in bits.
-            eta: float, learning rate of ``mu``.
-            temperature: float, applied to the logits first.
-            seed: int, the random seed.
-
-        Example:
-
-        ```python
-        from samplerlab.samplers.mirostat import MirostatSampler
-        causal_lm.compile(sampler=MirostatSampler(tau=5.0, eta=0.1, seed=1))
-        causal_lm.generate(["Keras is a"])
-        ```
-        """
-
-        def __init__(self, tau: float = 5.0, eta: float = 0.1, temperature: float = 1.0,
-                     seed: int | None = None) -> None:
-            super().__init__()
-            # Traced: a sweep over tau/eta/temperature reuses the compiled function.
-            self.tau = keras.Variable(tau, dtype="float32", trainable=False, name="tau")
-            self.eta = keras.Variable(eta, dtype="float32", trainable=False, name="eta")
-            self.temperature = keras.Variable(temperature, dtype="float32",
-                                              trainable=False, name="temperature")
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        @property
-        def variables(self) -> list:
-            return super().variables + [self.tau, self.eta, self.temperature]
-
-        def structure_key(self) -> tuple:
-            return ("mirostat",)
-
-        def assign_params(self, other: Any) -> None:
-            assign_params(self, other)
-
-        def truncate(self, logits: Any, mu: Any) -> Any:
-            """Remove tokens with surprise ``-log2 p > mu`` (``mu``: ``(batch,)``)."""
-            surprise = -ops.log_softmax(logits, axis=-1) / LOG2
-            kept = ops.logical_or(surprise <= mu[:, None], is_max(logits))
-            return ops.where(kept, logits, ops.full_like(logits, NEG_INF))
-
-        def update_mu(self, truncated: Any, token: Any, mu: Any) -> Any:
-            """``mu - eta * (surprise of token under the renormalised distribution - tau)``."""
-            log_probs = ops.log_softmax(truncated, axis=-1)
-            chosen = ops.take_along_axis(log_probs, ops.cast(token, "int32")[:, None], axis=-1)
-            return mu - self.eta * (-chosen[:, 0] / LOG2 - self.tau)
-
-        def __call__(self, next, prompt, cache=None, index=0, mask=None,
-                     stop_token_ids=None, hidden_states=None, model=None, **kwargs):
-            batch = ops.shape(prompt)[0]
-
-            def step(logits, context, extra):
-                (mu,) = extra
-                truncated = self.truncate(logits / self.temperature, mu)
-                drawn = keras.random.categorical(truncated, 1, seed=self.seed_generator,
-                                                 dtype="int32")[:, 0]
-                return drawn, (self.update_mu(truncated, drawn, mu),)
-
-            mu = ops.ones((batch,), dtype="float32") * (2.0 * self.tau)
-            return history_loop(self, next, prompt, cache=cache, index=index, mask=mask,
-                                stop_token_ids=stop_token_ids, model=model, step=step,
-                                extra=(mu,))
-
-        def get_config(self) -> dict:
-            return {"tau": float(self.tau.numpy()), "eta": float(self.eta.numpy()),
-                    "temperature": float(self.temperature.numpy()), "seed": self.seed}
-
-    return MirostatSampler
-
-
-#: The :class:`MirostatSampler` class (a ``keras_hub.samplers.Sampler`` subclass).
-mirostat_sampler_class = lazy_class(make_mirostat_sampler_class)
-__getattr__ = lazy_exports(MirostatSampler=mirostat_sampler_class)
 
 
 def mirostat(tau: Annotated[float, Field(gt=0)] = 5.0,
@@ -112,4 +12,6 @@ def mirostat(tau: Annotated[float, Field(gt=0)] = 5.0,
              temperature: Annotated[float, Field(gt=0)] = 1.0,
              seed: int | None = None):
     """Mirostat v2: keep the surprise of sampled tokens near tau bits (Basu et al. 2021)."""
-    return mirostat_sampler_class()(tau=tau, eta=eta, temperature=temperature, seed=seed)
+    from samplerlab.samplers.mirostat_sampler import MirostatSampler
+
+    return MirostatSampler(tau=tau, eta=eta, temperature=temperature, seed=seed)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import keras_hub
 
 from samplerlab.samplers.fast_ops import sample_from_weights
-from samplerlab.samplers.traced_params import TracedParams
+from samplerlab.traced import TracedParams
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TracedRandomSampler(TracedParams, keras_hub.samplers.RandomSampler):
     """Ancestral sampling from the full softmax, with a traced temperature.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import keras
 import keras_hub
 
-from samplerlab.samplers.traced_params import TracedParams
+from samplerlab.traced import TracedParams
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TracedTopKSampler(TracedParams, keras_hub.samplers.TopKSampler):
     """KerasHub's ``TopKSampler`` (Fan et al. 2018) whose temperature is a traced value.
 
@@ -32,6 +34,4 @@ class TracedTopKSampler(TracedParams, keras_hub.samplers.TopKSampler):
     def __init__(self, k: int = 5, temperature: float = 1.0, seed: int | None = None) -> None:
         super().__init__(k=k, seed=seed)
         self.temperature = self.add_param("temperature", temperature)
-
-    def static_params(self) -> tuple:
-        return (("k", int(self.k)),)
+        self.add_static("k", int(k))

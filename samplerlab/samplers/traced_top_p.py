@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import keras
 import keras_hub
 
 from samplerlab.samplers.fast_ops import sample_nucleus
-from samplerlab.samplers.traced_params import TracedParams
+from samplerlab.traced import TracedParams
 
 
+@keras.saving.register_keras_serializable(package="samplerlab")
 class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
     """Nucleus sampling (Holtzman et al. 2020, "The Curious Case of Neural Text
     Degeneration") with traced ``p`` and temperature and no vocabulary sort.
@@ -49,9 +51,7 @@ class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
         super().__init__(p=p, k=k, seed=seed)
         self.p = self.add_param("p", p)
         self.temperature = self.add_param("temperature", temperature)
-
-    def static_params(self) -> tuple:
-        return (("k", None if self.k is None else int(self.k)),)
+        self.add_static("k", None if k is None else int(k))
 
     def get_next_token(self, probabilities):
         if self.k is not None:

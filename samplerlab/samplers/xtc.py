@@ -1,97 +1,10 @@
-"""XTC ("exclude top choices"): sometimes drop the most obvious continuations."""
+"""The ``xtc`` sampler's factory (the class is in :mod:`samplerlab.samplers.xtc_sampler`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
-
-from samplerlab.samplers.lazy import lazy_class, lazy_exports
-
-
-def make_xtc_sampler_class():
-    """Define :class:`XTCSampler` on first use (keeps this module Keras-free)."""
-    import keras
-    from keras import ops
-    from keras_hub.samplers import Sampler
-
-    from samplerlab.processors.base import assign_params
-
-    class XTCSampler(Sampler):
-        """Exclude Top Choices (p-e-w, text-generation-webui PR #6335; llama.cpp ``xtc``).
-
-        With chance ``probability`` (drawn per row and step), when at least two tokens
-        have probability ``>= threshold``, remove all of them except the least probable
-        one, then sample from what is left. This keeps the text coherent (a viable
-        token always remains) while steering away from the most predictable choice.
-
-        Args:
-            threshold: float, probability a token needs to count as a "top choice".
-            probability: float, chance that the exclusion applies at a step.
-            temperature: float, applied to the logits first.
-            seed: int, the random seed.
-
-        Example:
-
-        ```python
-        from samplerlab.samplers.xtc import XTCSampler
-        causal_lm.compile(sampler=XTCSampler(threshold=0.1, probability=0.5, seed=1))
-        causal_lm.generate(["Keras is a"])
-        ```
-        """
-
-        def __init__(self, threshold: float = 0.1, probability: float = 0.5,
-                     temperature: float = 1.0, seed: int | None = None) -> None:
-            super().__init__()
-            # Traced values; KerasHub's compute_probabilities divides by self.temperature.
-            self.threshold = keras.Variable(threshold, dtype="float32", trainable=False,
-                                            name="threshold")
-            self.probability = keras.Variable(probability, dtype="float32",
-                                              trainable=False, name="probability")
-            self.temperature = keras.Variable(temperature, dtype="float32",
-                                              trainable=False, name="temperature")
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        @property
-        def variables(self) -> list:
-            return super().variables + [self.threshold, self.probability, self.temperature]
-
-        def structure_key(self) -> tuple:
-            return ("xtc",)
-
-        def assign_params(self, other: Any) -> None:
-            assign_params(self, other)
-
-        def exclude(self, probabilities: Any, apply: Any) -> Any:
-            """Zero the top choices but the last, in rows where ``apply`` ``(batch,)`` is True."""
-            is_top = probabilities >= self.threshold
-            above = ops.sum(ops.cast(is_top, "int32"), axis=-1)
-            # The least probable of the top choices (no sort: a masked minimum).
-            last_top = ops.min(ops.where(is_top, probabilities, 2.0), axis=-1, keepdims=True)
-            active = ops.logical_and(apply, above >= 2)[:, None]
-            removed = ops.logical_and(active, probabilities > last_top)
-            return ops.where(removed, ops.zeros_like(probabilities), probabilities)
-
-        def get_next_token(self, probabilities: Any) -> Any:
-            batch = ops.shape(probabilities)[0]
-            chance = keras.random.uniform((batch,), seed=self.seed_generator)
-            kept = self.exclude(probabilities, chance < self.probability)
-            drawn = keras.random.categorical(ops.log(kept), 1, seed=self.seed_generator,
-                                             dtype="int32")
-            return ops.squeeze(drawn, axis=-1)
-
-        def get_config(self) -> dict:
-            return {"threshold": float(self.threshold.numpy()),
-                    "probability": float(self.probability.numpy()),
-                    "temperature": float(self.temperature.numpy()), "seed": self.seed}
-
-    return XTCSampler
-
-
-#: The :class:`XTCSampler` class (a ``keras_hub.samplers.Sampler`` subclass).
-xtc_sampler_class = lazy_class(make_xtc_sampler_class)
-__getattr__ = lazy_exports(XTCSampler=xtc_sampler_class)
 
 
 def xtc(threshold: Annotated[float, Field(ge=0, le=1)] = 0.1,
@@ -99,5 +12,7 @@ def xtc(threshold: Annotated[float, Field(ge=0, le=1)] = 0.1,
         temperature: Annotated[float, Field(gt=0)] = 1.0,
         seed: int | None = None):
     """Exclude Top Choices: sometimes remove all likely tokens but the least likely one."""
-    return xtc_sampler_class()(threshold=threshold, probability=probability,
-                               temperature=temperature, seed=seed)
+    from samplerlab.samplers.xtc_sampler import XTCSampler
+
+    return XTCSampler(threshold=threshold, probability=probability,
+                      temperature=temperature, seed=seed)

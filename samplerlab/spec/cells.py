@@ -81,8 +81,9 @@ def expand_cells(samplers: list[SamplerSpec], registry: dict[str, Entry]) -> lis
             index = len(cells)
             shown = ", ".join(f"{k}={_compact(v)}" for k, v in params.items())
             label = spec.label or spec.name
-            if axes and spec.label:
-                swept = zip(axes, combo, strict=True)
+            # Axes of one value (a chain's processors, normalised) tell cells nothing apart.
+            swept = [(k, v) for k, v in zip(axes, combo, strict=True) if len(axes[k]) > 1]
+            if swept and spec.label:
                 label += "(" + ", ".join(f"{k}={_compact(v)}" for k, v in swept) + ")"
             elif not spec.label and shown:
                 label += f"({shown})"

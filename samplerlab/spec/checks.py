@@ -75,11 +75,11 @@ def check_model(loaded: LoadedSpec) -> None:
     limit = preset_max_sequence_length(spec.model.preset)
     if limit is not None and spec.generation.max_length > limit:
         raise loaded.error(f"{spec.generation.max_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower generation.max_length",
+                           f"max_sequence_length ({limit}); lower it to {limit} or less",
                            ("generation", "max_length"))
     if limit is not None and spec.model.sequence_length > limit:
         raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower model.sequence_length",
+                           f"max_sequence_length ({limit}); lower it to {limit} or less",
                            ("model", "sequence_length"))
 
 

@@ -204,10 +204,12 @@ class Spec(_Strict):
     def _prompts_present(cls, v: Any) -> Any:
         if isinstance(v, list):
             if not v:
-                raise ValueError("the prompt list is empty")
+                raise ValueError("the prompt list is empty; give at least one prompt, or "
+                                 "prompts: {dataset: {...}}")
             for i, p in enumerate(v):
                 if not p.strip():
-                    raise ValueError(f"prompt {i} is an empty string")
+                    raise ValueError(f"prompt {i} is an empty string; remove it or write a "
+                                     "prompt")
         return v
 
 

@@ -70,8 +70,9 @@ def read_spec_file(path: str | Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise UserInputError(f"not UTF-8 text (byte {exc.start})", file=str(path),
-                             line=line) from None
+        raise UserInputError(f"not UTF-8 text (byte {exc.start}); save the spec as UTF-8",
+                             file=str(path), line=line) from None
     if not text.strip():
-        raise UserInputError("the spec file is empty", file=str(path))
+        raise UserInputError("the spec file is empty; start from experiments/quickstart.yaml "
+                             "(samplerlab schema prints every field)", file=str(path))
     return text

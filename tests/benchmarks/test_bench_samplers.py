@@ -3,7 +3,7 @@
 The benchmarked value is the steady (compiled) generate call of 128 tokens; the first
 call (trace + XLA compile + run) and tokens/s are in ``extra_info``. Also: top-p against
 top-k (target: <= 1.5x) and contrastive search against greedy (target: <= 1.5x at k=4),
-each pair measured in the same test.
+each pair measured in the same test; and DRY against repetition_penalty in the same chain.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def test_sampler(benchmark, model_name, sampler, batch):
 
 
 def _versus(benchmark, model_name: str, batch: int, ours: str, baseline: str,
-            baseline_sampler=None, baseline_as_shipped: bool = False) -> float:
+            baseline_sampler=None, baseline_as_shipped: bool = False,
+            ours_sampler=None) -> float:
     """``ours`` on what ``samplerlab run`` loads against ``baseline`` on the same model, or
     (``baseline_as_shipped``) on KerasHub as shipped."""
     model = loaded_model(model_name)
@@ -48,7 +49,7 @@ def _versus(benchmark, model_name: str, batch: int, ours: str, baseline: str,
         loaded_model(model_name, fast=not baseline_as_shipped),
         baseline_sampler or build_sampler(baseline), batch)
     # Each compile replaces the model's generate function: keep the first one's closure.
-    ours_call, ours_first = compiled_call(model, build_sampler(ours), batch)
+    ours_call, ours_first = compiled_call(model, ours_sampler or build_sampler(ours), batch)
     reference = Baseline(base_call)
     benchmark.pedantic(ours_call, setup=reference.setup, rounds=ROUNDS[model_name],
                        iterations=1)
@@ -93,3 +94,16 @@ def test_keras_hub_contrastive_vs_ours(benchmark, model_name, batch):
     _versus(benchmark, model_name, batch, "contrastive", "keras_hub_contrastive",
             baseline_sampler=keras_hub.samplers.ContrastiveSampler(k=4, alpha=0.6),
             baseline_as_shipped=True)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("model_name", MODELS)
+def test_dry_vs_repetition_penalty(benchmark, model_name, batch):
+    """DRY (multiplier 0.8, llama.cpp's other defaults, whole context) in a chain next to the
+    same chain with repetition_penalty: what DRY's suffix matching costs per call."""
+    def chain(first: dict):
+        return build_sampler("chain", processors=[first, {"top_k": 40}, {"temperature": 0.8}])
+
+    _versus(benchmark, model_name, batch, "dry", "repetition_penalty",
+            ours_sampler=chain({"dry": 0.8}),
+            baseline_sampler=chain({"repetition_penalty": 1.2}))

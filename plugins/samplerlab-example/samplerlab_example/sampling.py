@@ -5,6 +5,7 @@ from keras import ops
 from keras_hub.samplers import Sampler
 
 from samplerlab.processors.base import Context, Processor, keep
+from samplerlab.traced import TracedParams
 
 
 def top_a_mask(probabilities, a):
@@ -13,8 +14,13 @@ def top_a_mask(probabilities, a):
     return probabilities >= a * ops.square(top)
 
 
-class TopASampler(Sampler):
+@keras.saving.register_keras_serializable(package="samplerlab_example")
+class TopASampler(TracedParams, Sampler):
     """Top-a sampling: sample among the tokens with ``p >= a * p_max**2``.
+
+    ``a`` and ``temperature`` are traced values (:class:`samplerlab.traced.TracedParams`):
+    a sweep over them compiles once. The sampler serialises like KerasHub's
+    (``keras_hub.samplers.serialize`` / ``deserialize``).
 
     Args:
         a: float in (0, 1], the ratio to the squared top probability.
@@ -30,9 +36,10 @@ class TopASampler(Sampler):
     ```
     """
 
-    def __init__(self, a=0.2, seed=None, **kwargs):
+    def __init__(self, a=0.2, temperature=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.a = a
+        self.a = self.add_param("a", a)
+        self.temperature = self.add_param("temperature", temperature)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -44,15 +51,15 @@ class TopASampler(Sampler):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"a": self.a, "seed": self.seed})
+        config["seed"] = self.seed
         return config
 
 
+@keras.saving.register_keras_serializable(package="samplerlab_example")
 class TopA(Processor):
     """Top-a as a chain processor; ``a`` is traced, so sweeping it does not recompile."""
 
     def __init__(self, a=0.2):
-        super().__init__()
         self.a = self.add_param("a", a)
 
     def process(self, logits, context: Context):

@@ -24,3 +24,13 @@ def test_top_a_keeps_tokens_above_a_times_the_squared_top_probability():
         top_a_processor(a=0.5)(logits, Context(tokens, np.int32(1), tokens > 0)))
     # 0.5 * 0.6^2 = 0.18: tokens 0 and 1 stay.
     assert np.isfinite(out).tolist() == [[True, True, False, False, False]]
+
+
+def test_top_a_round_trips_through_keras_hub_serialization():
+    import keras_hub
+
+    sampler = top_a(a=0.3, temperature=0.7, seed=4)
+    restored = keras_hub.samplers.deserialize(keras_hub.samplers.serialize(sampler))
+    assert type(restored) is type(sampler)
+    assert restored.get_config() == sampler.get_config()
+    assert restored.params() == {"a": 0.3, "temperature": 0.7}
