@@ -2,14 +2,15 @@
 
 Each module adds its commands with ``register(cli)``: ``run`` (run, validate, schema),
 ``listing`` (samplers, metrics, processors, plugins), ``generate``, ``analysis`` (plot,
-compare, score) and ``data`` (data fetch/show, finetune).
+compare, score), ``data`` (data fetch/show, finetune) and ``trace`` (trace,
+self-reinforcement).
 """
 
 from samplerlab import hookimpl
-from samplerlab.commands import analysis, data, generate, listing, run
+from samplerlab.commands import analysis, data, generate, listing, run, trace
 
 
 @hookimpl
 def register_commands(cli):
-    for module in (run, listing, generate, analysis, data):
+    for module in (run, listing, generate, analysis, data, trace):
         module.register(cli)

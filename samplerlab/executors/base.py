@@ -49,11 +49,13 @@ class RunJob:
 
 @dataclass
 class CellOutcome:
-    """A finished cell: its samples and the record ``RunDir.write_cell`` takes."""
+    """A finished cell: its samples, the record ``RunDir.write_cell`` takes and, when the
+    spec traces, its per-token traces (a ``pyarrow.Table``; the runner writes them)."""
 
     cell: Any
     samples: list[dict[str, Any]]
     record: dict[str, Any]
+    traces: Any = None
 
     @property
     def failed(self) -> bool:
@@ -129,4 +131,4 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
                   num_samples=len(output.samples), metrics=scores, finished=now())
     if metrics_error:
         record["metrics_error"] = metrics_error
-    return CellOutcome(cell, output.samples, record)
+    return CellOutcome(cell, output.samples, record, output.traces)
