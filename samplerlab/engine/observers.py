@@ -208,4 +208,5 @@ def returned_rows(rows: Any, returned: Any) -> Any:
     per_row = ops.shape(rows)[0] // batch
     grouped = ops.reshape(rows, (batch, per_row, length))
     same = ops.all(grouped == ops.cast(returned, rows.dtype)[:, None, :], axis=-1)
-    return ops.arange(batch) * per_row + ops.cast(ops.argmax(ops.cast(same, "int32"), axis=-1), "int32")
+    first = ops.argmax(ops.cast(same, "int32"), axis=-1)
+    return ops.arange(batch) * per_row + ops.cast(first, "int32")
