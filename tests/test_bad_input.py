@@ -114,6 +114,8 @@ CASES = [
      ["--yes", "210 cells"]),
     ("trace_top-negative", ("generation.trace_top", -1), [],
      ["generation.trace_top", "greater than or equal to 0"]),
+    ("trace_top-without-traces", ("generation.trace_top", 3), [],
+     ["generation.trace_top", "set generation.trace: true"]),
     ("trace_reference-without-references", ("generation.trace_reference", True), [],
      ["generation.trace_reference", "a prompt list has none"]),
 ]
@@ -123,7 +125,8 @@ MODEL_CASES = [
      ["prompts[0]", "longer than model.sequence_length"]),
     ("max-length-not-above-prompt", ("generation.max_length", 4), [],
      ["prompts[0]", "prompt 0 is 4 tokens", "must be above the prompt length"]),
-    ("trace_top-above-the-vocabulary", ("generation.trace_top", 50258), [],
+    ("trace_top-above-the-vocabulary", ("generation", {"max_length": 16, "batch_size": 2,
+                                                       "trace": True, "trace_top": 50258}), [],
      ["generation.trace_top", "50258 alternatives", "vocabulary has 50257"]),
 ]
 

@@ -191,6 +191,49 @@ def test_a_plugin_with_its_own_loop_gets_model_columns_and_empty_sampler_ones(
     assert (trace["kept_size"][kept] == -1).all()
 
 
+class TopASampler(keras_hub.samplers.Sampler):
+    """docs/writing-plugins.md's plugin sampler, with its ``trace_distribution``."""
+
+    def __init__(self, a=0.2, seed=None):
+        import keras
+
+        super().__init__()
+        self.a = a
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_next_token(self, probabilities):
+        import keras
+        from keras import ops
+
+        top = ops.max(probabilities, axis=-1, keepdims=True)
+        kept = ops.where(probabilities >= self.a * top**2, probabilities, 0.0)
+        drawn = keras.random.categorical(ops.log(kept), 1, seed=self.seed_generator,
+                                         dtype="int32")
+        return ops.squeeze(drawn, axis=-1)
+
+    def trace_distribution(self, logits):
+        from keras import ops
+
+        probabilities = ops.softmax(ops.cast(logits, "float32") / self.temperature)
+        top = ops.max(probabilities, axis=-1, keepdims=True)
+        keep = probabilities >= self.a * top**2
+        kept = ops.where(keep, probabilities, 0.0)
+        log_probs = ops.log(kept) - ops.log(ops.sum(kept, axis=-1, keepdims=True))
+        return log_probs, ops.sum(ops.cast(keep, "int32"), axis=-1)
+
+
+def test_a_plugin_that_says_what_it_draws_from_gets_sampler_columns(embedded_model, inputs):
+    plain, out, kept = traced(embedded_model, inputs, lambda: TopASampler(a=0.2, seed=3))
+    np.testing.assert_array_equal(out["token_ids"], plain)
+    trace = out["trace"]
+    sorted_probs = np.exp(trace["top_logp"][kept])
+    size = (sorted_probs >= 0.2 * sorted_probs[:, :1] ** 2).sum(-1)  # top-a's kept set
+    np.testing.assert_array_equal(trace["kept_size"][kept], size)
+    mass = np.array([row[:m].sum() for row, m in zip(sorted_probs, size, strict=True)])
+    np.testing.assert_allclose(np.exp(trace["sampler_logp"][kept]),
+                               np.exp(trace["model_logp"][kept]) / mass, **CLOSE)
+
+
 def test_a_search_with_more_rows_hands_back_the_returned_hypothesis():
     hypotheses = np.array([[1, 2, 3], [1, 2, 4], [5, 6, 7], [5, 6, 7], [8, 8, 8], [9, 9, 9]])
     returned = np.array([[1, 2, 4], [5, 6, 7], [8, 8, 8]])

@@ -86,7 +86,8 @@ def check_model(loaded: LoadedSpec) -> None:
 
 def check_traces(loaded: LoadedSpec) -> None:
     """Tracing asked of a sampler whose plugin says it cannot be traced (its factory's
-    ``traceable = False``), or reference traces without references."""
+    ``traceable = False``), alternatives without traces, or reference traces without
+    references."""
     spec = loaded.spec
     if spec.generation.trace:
         registry = get_plugin_manager().registry("samplers")
@@ -96,6 +97,11 @@ def check_traces(loaded: LoadedSpec) -> None:
                                    f"'{registry[s.name].plugin}' says so); set "
                                    "generation.trace: false or run it in a spec of its own",
                                    ("samplers", i, "name"))
+    if spec.generation.trace_top and not (spec.generation.trace
+                                          or spec.generation.trace_reference):
+        raise loaded.error("alternatives are kept only in traces; set generation.trace: true "
+                           "(or trace_reference: true) or drop trace_top",
+                           ("generation", "trace_top"))
     if spec.generation.trace_reference and isinstance(spec.prompts, list):
         raise loaded.error("trace_reference scores the human continuations of dataset "
                            "prompts, and a prompt list has none; take the prompts from a "
