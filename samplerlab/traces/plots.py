@@ -11,9 +11,10 @@ Per cell (the human reference, when traced, as one more line), drawn with seabor
   often that n-gram already occurred in the continuation (the self-reinforcement of
   Xu et al. 2022, seen in the generations themselves).
 
-Intervals are 95% normal intervals (mean ± 1.96 standard errors): over generations at
-each position, and for the histograms and the repetition plot over per-generation means
-(tokens of one generation are not independent).
+Intervals are 95% normal intervals (mean ± 1.96 standard errors) over generations: of
+per-generation means (within a window of positions, a rank bin, a repetition count),
+since the tokens of one generation are not independent; a point resting on fewer than
+three generations is not drawn.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from samplerlab.traces.table import REFERENCE_CELL, TRACES
 Z95 = 1.959964
 NGRAM = 3
 REPEAT_BINS = 5  # 0, 1, ..., 4, and "5+"
+POSITION_BINS = 32  # at most this many points along the position axis
+MIN_GENERATIONS = 3  # a point of a line plot rests on at least this many generations
 RANK_BINS = [(0, 0, "1st"), (1, 1, "2nd"), (2, 4, "3rd-5th"), (5, 9, "6th-10th"),
              (10, 99, "11th-100th"), (100, None, "beyond 100th")]
 REFERENCE_LABEL = "reference (human)"
@@ -66,13 +69,15 @@ def mean_interval(frame: Any, by: list[str], column: str) -> Any:
 
 
 def band_lines(ax: Any, frame: Any, x: str, y: str, hue: str,
-               bounds: tuple[float, float] | None = None) -> None:
+               bounds: tuple[float, float] | None = None, min_count: int = 1) -> None:
     """One line per ``hue`` of the mean of ``y`` against ``x``, with its 95% band
-    (clipped to ``bounds``, the range ``y`` can take)."""
+    (clipped to ``bounds``, the range ``y`` can take); points resting on fewer than
+    ``min_count`` rows are left out."""
     import pandas as pd
     import seaborn as sns
 
     stats = mean_interval(frame, [hue, x], y)
+    stats = stats[stats["count"] >= min_count]
     if bounds is not None:
         stats[["low", "high"]] = stats[["low", "high"]].clip(*bounds)
     column = frame[hue]
@@ -89,7 +94,14 @@ def band_lines(ax: Any, frame: Any, x: str, y: str, hue: str,
         ax.plot(rows[x], rows["mean"], label=str(name), color=palette[name], lw=1.6)
         ax.fill_between(rows[x], rows["low"], rows["high"], color=palette[name], alpha=0.2,
                         lw=0)
-    ax.legend(fontsize="small", loc="best")
+    outside_legend(ax)
+
+
+def outside_legend(ax: Any) -> None:
+    """The legend right of the axes: with many cells it would hide the lines."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1),
+                  frameon=False)
 
 
 # ------------------------------------------------------------------------ reading
@@ -180,10 +192,17 @@ def draw_trace_plots(run_dir: str | Path) -> list[Path]:
 
 def plot_by_position(frame: Any, column: str, ylabel: str, path: Path,
                      bounds: tuple[float, float] | None = None) -> Path:
+    """``column`` against position: each generation's mean over windows of ``width``
+    positions (1 for continuations up to 32 tokens), then mean and band over generations."""
     plt, _ = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    band_lines(ax, frame, "position", column, "label", bounds)
-    ax.set(xlabel="position in the continuation (tokens)", ylabel=ylabel,
+    width = max(1, -(-int(frame["position"].max() + 1) // POSITION_BINS))
+    windows = frame.assign(position=frame["position"] // width * width)
+    per_generation = windows.groupby(["label", "generation", "position"], observed=True)[
+        column].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(9.5, 4))
+    band_lines(ax, per_generation, "position", column, "label", bounds, MIN_GENERATIONS)
+    window = "" if width == 1 else f", windows of {width} tokens"
+    ax.set(xlabel=f"position in the continuation (tokens{window})", ylabel=ylabel,
            title=f"{ylabel} by position (95% bands over generations)")
     return save(fig, path, plt)
 
@@ -196,7 +215,7 @@ def plot_ranks(frame: Any, path: Path) -> Path:
     stats["rank"] = stats["rank"].astype(str)
     names = [name for _, _, name in RANK_BINS]
     labels = [str(c) for c in frame["label"].cat.categories if c in set(stats["label"])]
-    fig, ax = plt.subplots(figsize=(8.5, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     sns.barplot(data=stats, x="rank", y="mean", hue="label", order=names, hue_order=labels,
                 ax=ax)
     for bars, label in zip(ax.containers, labels, strict=False):
@@ -207,7 +226,7 @@ def plot_ranks(frame: Any, path: Path) -> Path:
                     fmt="none", ecolor="black", lw=0.8, capsize=2)
     ax.set(xlabel="rank of the chosen token in the model's distribution",
            ylabel="share of tokens", title="rank of chosen tokens (95% intervals)")
-    ax.legend(fontsize="small")
+    outside_legend(ax)
     return save(fig, path, plt)
 
 
@@ -216,11 +235,13 @@ def plot_kept(frame: Any, path: Path) -> Path | None:
     if data.empty:
         return None
     plt, sns = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     labels = [str(c) for c in frame["label"].cat.categories
               if c in set(data["label"].astype(str))]
     sns.ecdfplot(data=data.assign(label=data["label"].astype(str)), x="kept_size",
                  hue="label", hue_order=labels, log_scale=True, ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                    fontsize="small", title=None)
     ax.set(xlabel="kept-set size of the sampler's final distribution (log scale)",
            ylabel="share of tokens at or below", title="kept-set size")
     return save(fig, path, plt)
@@ -233,8 +254,9 @@ def plot_repetition(frame: Any, path: Path, n: int = NGRAM) -> Path:
     counted = counted.assign(repeats=counted["repeats"].clip(upper=REPEAT_BINS))
     per_generation = counted.groupby(["label", "generation", "repeats"], observed=True)[
         "model_prob"].mean().reset_index()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    band_lines(ax, per_generation, "repeats", "model_prob", "label", bounds=(0.0, 1.0))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
+    band_lines(ax, per_generation, "repeats", "model_prob", "label", (0.0, 1.0),
+               MIN_GENERATIONS)
     ticks = list(range(REPEAT_BINS + 1))
     ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + [f"{REPEAT_BINS}+"])
     ax.set(xlabel=f"earlier occurrences of the {n}-gram the token completes",
