@@ -91,7 +91,8 @@ def band_lines(ax: Any, frame: Any, x: str, y: str, hue: str,
         rows = stats[stats[hue] == name]
         if rows.empty:
             continue
-        ax.plot(rows[x], rows["mean"], label=str(name), color=palette[name], lw=1.6)
+        ax.plot(rows[x], rows["mean"], label=str(name), color=palette[name], lw=1.6,
+                marker="o", markersize=2.5)  # a one-point line still shows
         ax.fill_between(rows[x], rows["low"], rows["high"], color=palette[name], alpha=0.2,
                         lw=0)
     outside_legend(ax)
