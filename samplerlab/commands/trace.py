@@ -87,14 +87,15 @@ def trace(
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON values: NumPy scalars and arrays as numbers and lists, NaN/NA as null."""
+    import pandas as pd
+
     clean: dict[str, Any] = {}
     for key, value in row.items():
         if hasattr(value, "tolist"):
             value = value.tolist()
-        elif value is not None and not isinstance(value, (str, list)) and value != value:
-            value = None  # NaN / NA: JSON null
-        elif hasattr(value, "item"):
-            value = value.item()
+        elif not isinstance(value, (str, list)) and pd.isna(value):
+            value = None
         clean[key] = value
     return clean
 
@@ -105,10 +106,11 @@ def _table(frame: Any, top: int) -> Table:
         table.add_column(name, justify="right" if name != "token" else "left")
     if top:
         table.add_column(f"top {top}")
-    for row in frame.to_dict("records"):
-        cells = [str(row["position"]), repr(row["token_text"]), f"{row['model_prob']:.4f}",
-                 "-" if row["model_rank"] is None or row["model_rank"] != row["model_rank"]
-                 else str(row["model_rank"]), f"{row['model_entropy']:.2f}"]
+    for row in map(_json_row, frame.to_dict("records")):
+        rank, prob, entropy = row["model_rank"], row["model_prob"], row["model_entropy"]
+        cells = [str(row["position"]), repr(row["token_text"]),
+                 "-" if prob is None else f"{prob:.4f}", "-" if rank is None else str(rank),
+                 "-" if entropy is None else f"{entropy:.2f}"]
         if top:
             cells.append("  ".join(f"{t!r} {p:.3f}" for t, p in zip(row["top_texts"],
                                                                    row["top_probs"],

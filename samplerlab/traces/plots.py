@@ -117,11 +117,11 @@ def read_traces(run_dir: Path) -> Any:
         return None
     frame = pq.read_table(path, columns=COLUMNS).to_pandas()
     labels = _labels(Path(run_dir))
-    order = [c for c in labels if c in set(frame["cell_id"])]
-    order += [c for c in dict.fromkeys(frame["cell_id"]) if c not in order]
-    frame["label"] = pd.Categorical(frame["cell_id"].map(lambda c: labels.get(c, c)),
-                                    categories=list(dict.fromkeys(labels.get(c, c)
-                                                                  for c in order)))
+    present = list(dict.fromkeys(frame["cell_id"]))
+    order = [c for c in labels if c in present] + [c for c in present if c not in labels]
+    names = frame["cell_id"].map(lambda c: labels.get(c, c))
+    frame["label"] = pd.Categorical(names, categories=list(dict.fromkeys(
+        labels.get(c, c) for c in order)))
     frame["generation"] = (frame["cell_id"].astype(str) + "/" + frame["prompt_index"].astype(str)
                            + "/" + frame["sample_index"].astype(str))
     return frame
@@ -305,9 +305,10 @@ def summary_rows(frame: Any) -> list[dict[str, Any]]:
         tokens = frame[frame["label"] == label]
         row: dict[str, Any] = {"cell": str(label), "tokens": len(tokens)}
         for column in ("model_prob", "model_entropy", "top1", "sampler_prob"):
-            stats = mean_interval(group.assign(all=0), ["all"], column)
-            row[column] = (tuple(stats[["mean", "low", "high"]].iloc[0])
-                           if len(stats) else None)
+            values = group[column].dropna()
+            half = Z95 * values.sem() if len(values) > 1 else np.nan
+            row[column] = ((values.mean(), values.mean() - half, values.mean() + half)
+                           if len(values) else None)
         kept = tokens["kept_size"].dropna()
         row["kept_size"] = float(kept.median()) if len(kept) else None
         rows.append(row)
