@@ -127,14 +127,16 @@ def self_reinforcement(
     sentences: Annotated[int, typer.Option("--sentences", min=2, help="corpus sentences "
                                            "(and as many random-token ones)")] = 100,
     min_tokens: Annotated[int, typer.Option("--min-tokens", min=1)] = 5,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 20,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 12,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="a UTF-8 text of "
                                                 "sentences (default: the shipped "
                                                 "fortunes)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     results_root: Annotated[Path, typer.Option("--results-root")] = Path("results"),
     run_id: Annotated[str | None, typer.Option("--run-id")] = None,
-    sequence_length: Annotated[int, typer.Option("--sequence-length", min=2)] = 128,
+    sequence_length: Annotated[int, typer.Option(
+        "--sequence-length", min=2, help="the longest context scored (the preprocessor's "
+        "sequence length; 128: the embedded model's training length)")] = 128,
 ) -> None:
     """Measure the self-reinforcement of repeated sentences (Xu et al. 2022): the mean
     token probability of the n-th copy of a sentence against n."""
@@ -164,7 +166,7 @@ def self_reinforcement(
     try:
         results = repetition.run(model, setup)
     except ValueError as exc:
-        raise UserInputError(str(exc), field="--copies") from None
+        raise UserInputError(str(exc), field="--copies") from None  # nothing written yet
     table = repetition.summary(results)
     target.mkdir(parents=True, exist_ok=True)
     # Quoted: a random-token sentence may hold a bare carriage return.
@@ -182,13 +184,13 @@ def self_reinforcement(
 
 def _summary_table(table: Any) -> Table:
     rich_table = Table(title="self-reinforcement: mean over sentences [95% interval]")
-    for name in ("kind", "n", "TP", "IP", "WR"):
+    for name in ("kind", "n", "TP", "TP(n)/TP(1)", "IP", "WR"):
         rich_table.add_column(name, justify="left" if name == "kind" else "right")
     for row in table.to_dict("records"):
         cells = [row["kind"], str(row["n"])]
-        for metric in ("tp", "ip", "wr"):
+        for metric in ("tp", "gain", "ip", "wr"):
             value = row[metric]
-            cells.append("-" if value != value else
+            cells.append("-" if value != value or (metric == "gain" and row["n"] == 1) else
                          f"{value:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]")
         rich_table.add_row(*cells)
     return rich_table

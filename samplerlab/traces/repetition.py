@@ -10,6 +10,10 @@ copy given everything before it:
 - ``WR(n) = mean_l [p_{n,l} > p_{1,l} and x_{n,l} is the argmax]``: the share that also
   became the model's top choice (the "winner rate", n >= 2).
 
+Besides, the gain ``TP(n) / TP(1)`` of each sentence, averaged as a geometric mean (a mean
+of TP over sentences is dominated by the few most probable ones; random-token sentences
+sit near 1 / vocabulary).
+
 They report that TP grows with n, almost monotonically, for sentences from a corpus and
 for sentences of random tokens alike: the more often a sentence has repeated, the more
 likely the model repeats it again, which is why greedy decoding gets stuck in loops.
@@ -17,7 +21,10 @@ likely the model repeats it again, which is why greedy decoding gets stuck in lo
 :func:`run` does the same for any model: corpus sentences (the shipped fortunes by
 default) and random-token sentences of the same lengths, each repeated ``copies`` times
 (every copy the same tokens: a sentence is tokenized once, with a leading space, and its
-ids repeated), scored in one forward pass per context.
+ids repeated), scored in one forward pass per context. Every context fits the
+preprocessor's sequence length (the length samplerlab generates with; for the embedded
+model also the length it was trained on): positions a model never saw in training say
+little about what it learned.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ class Setup:
     copies: int = 10
     sentences: int = 100
     min_tokens: int = 5
-    max_tokens: int = 20
+    max_tokens: int = 12
     seed: int = 0
     corpus: Path = CORPUS
 
@@ -76,11 +83,12 @@ def draw_sentences(model: Any, setup: Setup) -> list[tuple[str, str, list[int]]]
     vocabulary, special tokens excluded)."""
     from samplerlab.traces.table import TokenTexts, vocabulary_size
 
-    limit = (model.max_sequence_length - 1) // setup.copies
-    longest = min(setup.max_tokens, limit)
+    context = min(int(model.preprocessor.sequence_length), model.max_sequence_length)
+    longest = min(setup.max_tokens, (context - 1) // setup.copies)
     if longest < setup.min_tokens:
-        raise ValueError(f"{setup.copies} copies of a {setup.min_tokens}-token sentence do "
-                         f"not fit the model's {model.max_sequence_length} positions")
+        raise ValueError(f"{setup.copies} copies of a {setup.min_tokens}-token sentence "
+                         f"(and the start token) do not fit a sequence length of {context}; "
+                         "lower the copies or raise the sequence length")
     rng = np.random.default_rng(setup.seed)
     pool = corpus_sentences(setup.corpus)
     rng.shuffle(pool)
@@ -105,7 +113,7 @@ def draw_sentences(model: Any, setup: Setup) -> list[tuple[str, str, list[int]]]
 def run(model: Any, setup: Setup = Setup(), batch_size: int = 8) -> Any:
     """TP, IP and WR for every sentence and copy: a DataFrame with ``kind``
     (``corpus``/``random``), ``sentence`` (index), ``text``, ``tokens``, ``n``, ``tp``,
-    ``ip``, ``wr`` (IP and WR empty for n = 1)."""
+    ``ip``, ``wr`` (IP and WR empty for n = 1) and ``log2_gain`` (``log2 TP(n)/TP(1)``)."""
     import pandas as pd
 
     sentences = draw_sentences(model, setup)
@@ -121,36 +129,46 @@ def run(model: Any, setup: Setup = Setup(), batch_size: int = 8) -> Any:
             up = probs[n - 1] > probs[0]
             rows.append({"kind": kind, "sentence": index, "text": text, "tokens": length,
                          "n": n, "tp": float(probs[n - 1].mean()),
+                         "log2_gain": float(np.log2(probs[n - 1].mean() / probs[0].mean())),
                          "ip": float(up.mean()) if n > 1 else np.nan,
                          "wr": float((up & top[n - 1]).mean()) if n > 1 else np.nan})
     return pd.DataFrame(rows)
 
 
 def summary(results: Any) -> Any:
-    """Per kind and n: mean TP, IP and WR over sentences with 95% intervals (mean ±
-    1.96 standard errors) and the number of sentences."""
+    """Per kind and n: mean TP, IP and WR over sentences and the geometric-mean ``gain``
+    TP(n)/TP(1), each with a 95% interval (mean ± 1.96 standard errors; the gain's on the
+    log scale), and the number of sentences."""
     from samplerlab.traces.plots import mean_interval
 
     parts = []
-    for metric in ("tp", "ip", "wr"):
+    for metric in ("tp", "log2_gain", "ip", "wr"):
         stats = mean_interval(results, ["kind", "n"], metric)
         parts.append(stats.rename(columns={"mean": metric, "low": f"{metric}_low",
                                            "high": f"{metric}_high", "count": "sentences"}))
     out = parts[0]
     for part in parts[1:]:
         out = out.merge(part.drop(columns="sentences"), on=["kind", "n"], how="left")
+    for suffix in ("", "_low", "_high"):
+        out[f"gain{suffix}"] = 2.0 ** out.pop(f"log2_gain{suffix}")
     return out
 
 
 def plot(results: Any, path: Path, title: str = "") -> Path:
-    """TP against n (left) and IP/WR against n (right), per kind, with 95% bands."""
+    """TP against n (left), its gain over the first copy (middle) and IP/WR (right), per
+    kind, with 95% bands."""
     from samplerlab.traces.plots import band_lines, pyplot, save
 
     plt, sns = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.9))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
     band_lines(left, results, "n", "tp", "kind", bounds=(1e-12, 1.0))
     left.set(xlabel="copy n of the sentence", ylabel="TP: mean token probability (log)",
              yscale="log", title="average token probability of the n-th copy")
+    band_lines(middle, results, "n", "log2_gain", "kind")
+    ticks = [t for t in range(-1, 5) if t <= max(1, results["log2_gain"].max() + 0.5)]
+    middle.set_yticks(ticks, [f"{2.0 ** t:g}x" for t in ticks])
+    middle.set(xlabel="copy n of the sentence", ylabel="TP(n) / TP(1), geometric mean",
+               title="gain over the first copy")
     later = results[results["n"] > 1]
     long = later.melt(id_vars=["kind", "sentence", "n"], value_vars=["ip", "wr"],
                       var_name="measure", value_name="rate")
