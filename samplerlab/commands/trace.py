@@ -125,7 +125,7 @@ def self_reinforcement(
     copies: Annotated[int, typer.Option("--copies", min=2, help="repetitions of each "
                                         "sentence")] = 10,
     sentences: Annotated[int, typer.Option("--sentences", min=2, help="corpus sentences "
-                                           "(and as many random-token ones)")] = 100,
+                                           "(and as many random-token ones)")] = 200,
     min_tokens: Annotated[int, typer.Option("--min-tokens", min=1)] = 5,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 12,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="a UTF-8 text of "

@@ -56,7 +56,7 @@ class Setup:
     """
 
     copies: int = 10
-    sentences: int = 100
+    sentences: int = 200
     min_tokens: int = 5
     max_tokens: int = 12
     seed: int = 0
