@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("samplerlab")
 
-__all__ = ["__version__", "hookimpl", "load_spec", "run", "load_samples"]
+__all__ = ["__version__", "hookimpl", "load_spec", "run", "load_samples", "load_traces",
+           "score_text"]
 
 
 def load_spec(source: str | os.PathLike | dict, overrides: list[str] | None = None,
@@ -51,3 +52,20 @@ def load_samples(run_dir: str | os.PathLike):
     from samplerlab.results import load_samples as _load
 
     return _load(run_dir)
+
+
+def load_traces(run_dir: str | os.PathLike, columns: list[str] | None = None):
+    """The per-token traces of a run (``traces.parquet``) as a pandas DataFrame, one row
+    per generated token; see :mod:`samplerlab.traces`."""
+    from samplerlab.traces import load_traces as _load
+
+    return _load(run_dir, columns)
+
+
+def score_text(text: str, preset: str = "samplerlab:tiny-en", **kwargs):
+    """Score ``text`` token by token under a model, teacher-forced: a pandas DataFrame of
+    each token's probability, rank and entropy; see :func:`samplerlab.traces.scoring.
+    score_text`."""
+    from samplerlab.traces import score_text as _score
+
+    return _score(text, preset, **kwargs)

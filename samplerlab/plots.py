@@ -490,4 +490,8 @@ def draw_plots(run_dir: str | Path) -> list[Path]:
     lengths = plot_lengths(run_dir, out_dir)
     if lengths is not None:
         paths.append(lengths)
+    # -- per-token traces (samplerlab.traces.plots): plots/traces/, when traced --
+    from samplerlab.traces.plots import draw_trace_plots
+
+    paths += draw_trace_plots(run_dir)
     return paths

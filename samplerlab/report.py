@@ -308,6 +308,12 @@ def write_report(run_dir: str | Path) -> Path:
             parts += ["<details><summary>More plots</summary>", ""]
             parts += [f"![{png.stem}](plots/{png.name})\n" for png in others]
             parts += ["</details>", ""]
+    # -- per-token traces (samplerlab.traces.plots): a section when traces exist --
+    from samplerlab.traces.plots import report_section
+
+    traces = report_section(run_dir)
+    if traces:
+        parts += [traces]
     parts += ["## Sample generations", "", sample_section(run_dir)]
     path = run_dir / "report.md"
     from samplerlab.results import atomic_write

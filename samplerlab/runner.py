@@ -32,6 +32,14 @@ from samplerlab.results import (
     versions,
 )
 from samplerlab.spec import Cell, LoadedSpec
+from samplerlab.spec.checks import check_trace_top
+from samplerlab.traces.table import (
+    REFERENCE_CELL,
+    cell_traces_path,
+    rebuild_traces,
+    vocabulary_size,
+    write_cell_traces,
+)
 
 
 @dataclass
@@ -159,6 +167,7 @@ class Runner:
         m = self.spec.model
         model = load_model(m.preset, m.sequence_length, m.dtype_policy, m.fast_decoding)
         check_prompts(self.loaded, model, prompts)
+        check_trace_top(self.loaded, vocabulary_size(model))
         return model
 
     def _metrics(self) -> list:
@@ -206,6 +215,7 @@ class Runner:
         from samplerlab.executors import LocalExecutor
 
         executor = executor if executor is not None else LocalExecutor(model)
+        self._reference_traces(run, model, prompts)
         done = run.finished_cells()
         todo = [c for c in self.loaded.cells if c.id not in done]
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -232,6 +242,7 @@ class Runner:
                     progress.reset(batches_bar)
         except KeyboardInterrupt:
             run.mark_interrupted()
+            rebuild_run_traces(run)
             raise
         finally:
             run.manifest["executor"] = executor.describe()
@@ -240,9 +251,25 @@ class Runner:
             executor.close()
         return self.finish(run)
 
+    def _reference_traces(self, run: RunDir, model: Any, prompts: list[Prompt]) -> None:
+        """Score the prompts' human continuations once per run (``trace_reference``)."""
+        generation = self.spec.generation
+        if not generation.trace_reference or cell_traces_path(run.path, REFERENCE_CELL).is_file():
+            return
+        from samplerlab.traces.reference import reference_traces
+
+        table = reference_traces(model, prompts, generation.max_length, generation.trace_top,
+                                 generation.batch_size)
+        write_cell_traces(run.path, REFERENCE_CELL, table)
+        rebuild_run_traces(run)
+
     def _write(self, run: RunDir, outcome: CellOutcome) -> None:
         record = outcome.record
+        if outcome.traces is not None:  # before the record, which marks the cell done
+            write_cell_traces(run.path, outcome.cell.id, outcome.traces)
         run.write_cell(outcome.cell.id, outcome.samples, record)
+        if outcome.traces is not None:
+            rebuild_run_traces(run)
         if outcome.failed:
             self._warn(f"[red]cell {outcome.cell.id} failed:[/] {escape(record['error'])}")
             return
@@ -258,6 +285,7 @@ class Runner:
         """The judge's metrics, tables, status, plots and report from the cell records."""
         self._score_after_generation(run)
         write_tables(run, self.loaded.cells)
+        rebuild_run_traces(run)
         failed = [c["id"] for c in run.manifest["cells"] if c.get("status") == "failed"]
         status = "failed" if failed else "complete"
         run.set_status(status, finished=now())
@@ -295,6 +323,12 @@ class Runner:
                 run.save_manifest()
                 self._warn(f"[yellow]warning:[/] {escape(message)} (redo it with "
                            f"samplerlab plot {escape(str(run.path))})")
+
+
+def rebuild_run_traces(run: RunDir) -> None:
+    """``traces.parquet`` from the trace files of the finished cells (as ``samples.jsonl``)."""
+    done = [c["id"] for c in run.manifest.get("cells", []) if c.get("status") == "done"]
+    rebuild_traces(run.path, done)
 
 
 def write_tables(run: RunDir, cells: list[Cell]) -> None:

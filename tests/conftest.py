@@ -36,6 +36,14 @@ def tiny_model(tiny_preset):
     return load_model(str(tiny_preset), sequence_length=64)
 
 
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The trained embedded model ``samplerlab:tiny-en`` (realistic distributions)."""
+    from samplerlab.models import load_model
+
+    return load_model("samplerlab:tiny-en", sequence_length=64)
+
+
 @pytest.fixture
 def engine_tokens():
     """``run(adapter, sampler, inputs, stop=None, programs=None)``: token ids from

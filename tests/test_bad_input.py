@@ -120,6 +120,12 @@ CASES = [
         "k": list(range(1, 16)), "temperature": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3,
                                                  1.4, 1.5, 1.6, 1.7, 1.8]}}]), [],
      ["--yes", "210 cells"]),
+    ("trace_top-negative", ("generation.trace_top", -1), [],
+     ["generation.trace_top", "greater than or equal to 0"]),
+    ("trace_top-without-traces", ("generation.trace_top", 3), [],
+     ["generation.trace_top", "set generation.trace: true"]),
+    ("trace_reference-without-references", ("generation.trace_reference", True), [],
+     ["generation.trace_reference", "a prompt list has none"]),
 ]
 
 MODEL_CASES = [
@@ -127,6 +133,9 @@ MODEL_CASES = [
      ["prompts[0]", "longer than model.sequence_length"]),
     ("max-length-not-above-prompt", ("generation.max_length", 4), [],
      ["prompts[0]", "prompt 0 is 4 tokens", "must be above the prompt length"]),
+    ("trace_top-above-the-vocabulary", ("generation", {"max_length": 16, "batch_size": 2,
+                                                       "trace": True, "trace_top": 50258}), [],
+     ["generation.trace_top", "50258 alternatives", "vocabulary has 50257"]),
 ]
 
 

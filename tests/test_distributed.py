@@ -67,7 +67,8 @@ def spec(tiny_preset, tmp_path_factory) -> dict:
         "finetune": {"dataset": {"source": "inline", "texts": ["the cat sat on the mat"] * 4},
                      "batch_size": 2, "take_batches": 2,
                      "optimizer": {"learning_rate": 1.0e-3}},
-        "generation": {"max_length": 18, "samples_per_prompt": 2, "batch_size": 4},
+        "generation": {"max_length": 18, "samples_per_prompt": 2, "batch_size": 4,
+                       "trace": True},
         "samplers": ["greedy", {"name": "top_k", "params": {"k": [5, 40]}},
                      {"name": "broken", "params": {"level": 2}}],
         "metrics": ["rep_n", "latency"],
@@ -137,6 +138,13 @@ def test_ray_samples_are_identical_to_the_local_run(local_run, ray_run):
     local, distributed = _samples(local_run.run_dir), _samples(ray_run.run_dir)
     assert len(local) == 3 * 3 * 2  # three working cells x three prompts x two samples
     pd.testing.assert_frame_equal(local, distributed)
+
+
+@needs_ray
+def test_ray_traces_are_identical_to_the_local_run(local_run, ray_run):
+    local, distributed = (samplerlab.load_traces(r.run_dir) for r in (local_run, ray_run))
+    assert len(local) > 0
+    pd.testing.assert_frame_equal(distributed, local)
 
 
 @needs_ray

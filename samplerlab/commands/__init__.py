@@ -2,14 +2,15 @@
 
 Each module adds its commands with ``register(cli)``: ``run`` (run, validate, schema),
 ``listing`` (samplers, metrics, processors, plugins), ``generate``, ``analysis`` (plot,
-compare, score), ``data`` (data fetch/show, finetune) and ``view`` (view, report, ratings).
+compare, score), ``data`` (data fetch/show, finetune), ``view`` (view, report, ratings)
+and ``trace`` (trace, self-reinforcement).
 """
 
 from samplerlab import hookimpl
-from samplerlab.commands import analysis, data, generate, listing, run, view
+from samplerlab.commands import analysis, data, generate, listing, run, trace, view
 
 
 @hookimpl
 def register_commands(cli):
-    for module in (run, listing, generate, analysis, data, view):
+    for module in (run, listing, generate, analysis, data, view, trace):
         module.register(cli)

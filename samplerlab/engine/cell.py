@@ -4,7 +4,9 @@ A cell's work is always the same, wherever it runs (here, or in a Ray worker): b
 sampler through the plugin registry, cut the (prompt, sample) pairs into batches of the
 cell's shape (a short last batch is padded, so nothing recompiles), start each batch's
 random state from its own seed, run the compiled generate program, split each row into
-prompt and continuation with the reason it stopped, and time every call.
+prompt and continuation with the reason it stopped, and time every call. With
+``generation.trace`` the program also records per-token traces
+(:mod:`samplerlab.traces`), kept for each continuation's tokens.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ class CellFailed(SamplerlabError):
 
 @dataclass
 class CellOutput:
-    """A cell's generations (one dict per sample, as written to ``samples.jsonl``) and timing."""
+    """A cell's generations (one dict per sample, as written to ``samples.jsonl``), timing
+    and, when traced, its per-token traces (a ``pyarrow.Table``,
+    :func:`samplerlab.traces.table.schema`)."""
 
     samples: list[dict[str, Any]]
     timing: dict[str, Any]
+    traces: Any = None
 
 
 def work_items(prompts: list[Any], samples_per_prompt: int) -> list[tuple[Any, int]]:
@@ -92,6 +97,7 @@ class CellEngine:
         self.stop_token_ids = ((model.end_token_id,) if generation.stop_at_end_token
                                else None)
         self.programs = ProgramCache(model.adapter)
+        self._texts: Any = None  # token texts for traces, detokenized once per engine
 
     @property
     def compile_count(self) -> int:
@@ -117,21 +123,43 @@ class CellEngine:
                              f"{type(sampler).__name__}, not a keras_hub.samplers.Sampler")
         return sampler
 
-    def generate_batch(self, sampler: Any, texts: list[str]) -> tuple[dict, np.ndarray, float]:
+    def generate_batch(self, sampler: Any, texts: list[str],
+                       observers: tuple = ()) -> tuple[dict, np.ndarray, float]:
         """One compiled generate call; returns outputs, the prompt mask and its wall time."""
+        from keras import tree
+
         inputs = self.model.preprocessor.generate_preprocess(
             texts, sequence_length=self.generation.max_length)
         prompt_mask = np.asarray(inputs["padding_mask"])
-        program = self.programs.get(sampler, inputs, self.stop_token_ids)
+        program = self.programs.get(sampler, inputs, self.stop_token_ids, observers)
         start = time.perf_counter()
         out = program(sampler, inputs)
-        out = {k: np.asarray(v) for k, v in out.items()}  # blocks until the device is done
+        out = tree.map_structure(np.asarray, out)  # blocks until the device is done
         return out, prompt_mask, time.perf_counter() - start
+
+    def observers(self, sampler: Any) -> tuple:
+        """The step observers of a cell: the trace observer when the spec traces."""
+        if not self.generation.trace:
+            return ()
+        from samplerlab.traces.observer import TraceObserver
+        from samplerlab.traces.table import vocabulary_size
+
+        return (TraceObserver(sampler, vocabulary_size(self.model),
+                              self.generation.trace_top),)
+
+    def trace_rows(self, cell: Any) -> Any:
+        from samplerlab.traces.table import TokenTexts, TraceRows
+
+        if self._texts is None:
+            self._texts = TokenTexts(self.model.tokenizer)
+        return TraceRows(cell.id, self._texts)
 
     def run(self, cell: Any, prompts: list[Any], seed: int,
             on_batch: Any = None) -> CellOutput:
         """Generate the cell; ``on_batch()`` is called after each generate call."""
         sampler = self.build_sampler(cell, seed)
+        observers = self.observers(sampler)
+        traces = self.trace_rows(cell) if observers else None
         compiled_before = self.programs.compiled
         items = work_items(prompts, self.generation.samples_per_prompt)
         size = min(self.generation.batch_size, len(items))
@@ -142,8 +170,13 @@ class CellEngine:
             texts = [p.text for p, _ in batch] + [batch[-1][0].text] * (size - len(batch))
             seed_b = batch_seed(seed, b)
             reset_sampler_seed(sampler, seed_b)
-            out, prompt_mask, seconds = self._call(cell, sampler, texts)
+            out, prompt_mask, seconds = self._call(cell, sampler, texts, observers)
             rows = self._rows(cell, out, prompt_mask, len(batch))
+            if traces is not None:
+                traces.add(out["trace"], starts=[int(m.sum()) for m in prompt_mask[:len(rows)]],
+                           lengths=[len(tokens) for tokens, _ in rows],
+                           prompt_indices=[p.index for p, _ in batch],
+                           sample_indices=[s for _, s in batch])
             generated = 0
             for (prompt, s), (tokens, reason), pmask in zip(batch, rows, prompt_mask,
                                                             strict=False):
@@ -157,10 +190,12 @@ class CellEngine:
         if len(calls) == 1 and self.generation.steady_timing:
             # One batch only: call it again, same seed, to time it without compilation.
             reset_sampler_seed(sampler, seed)
-            _, _, seconds = self._call(cell, sampler, [p.text for p, _ in items[:size]])
+            _, _, seconds = self._call(cell, sampler, [p.text for p, _ in items[:size]],
+                                       observers)
             calls.append({**calls[0], "seconds": seconds, "repeat": True})
         compiled = self.programs.compiled > compiled_before
-        return CellOutput(samples, {**timing(calls), "compiled": compiled})
+        return CellOutput(samples, {**timing(calls), "compiled": compiled},
+                          traces.table() if traces is not None else None)
 
     def _rows(self, cell: Any, out: dict, prompt_mask: np.ndarray,
               n: int) -> list[tuple[list[int], str]]:
@@ -185,9 +220,9 @@ class CellEngine:
     def _text(self, tokens: list[int]) -> str:
         return detokenize(self.model.tokenizer, tokens)
 
-    def _call(self, cell: Any, sampler: Any, texts: list[str]) -> tuple:
+    def _call(self, cell: Any, sampler: Any, texts: list[str], observers: tuple = ()) -> tuple:
         try:
-            return self.generate_batch(sampler, texts)
+            return self.generate_batch(sampler, texts, observers)
         except CellFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - trace/compile/run errors of plugin code

@@ -8,6 +8,13 @@ cached forward pass comes from (the model's :class:`~samplerlab.models.adapters.
 DecodingAdapter`), and that samplers which ask for it (a ``decoding`` parameter in their
 ``__call__``) receive the adapter, so contrastive search can score its candidates over one
 shared cache.
+
+With step observers (:mod:`samplerlab.engine.observers`) a sampler that keeps KerasHub's
+base loop (its ``__call__`` is ``keras_hub.samplers.Sampler.__call__``: greedy, top-k,
+top-p, random, and any sampler that only overrides ``get_next_token``) runs through
+samplerlab's copy of that loop (:func:`~samplerlab.processors.loop.history_loop`, token
+for token the same), which hands its final cache back, so the observers' final states
+become outputs of the program. Without observers nothing of this is traced.
 """
 
 from __future__ import annotations
@@ -18,13 +25,13 @@ from typing import Any
 
 from keras import ops
 
-from samplerlab.engine.observers import ObservedAdapter
+from samplerlab.engine.observers import ObservedAdapter, StepObserver
 from samplerlab.models import internals
 
 
 def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
                   stop_token_ids: tuple[int, ...] | None = None,
-                  observers: tuple = ()) -> dict[str, Any]:
+                  observers: tuple[StepObserver, ...] = ()) -> dict[str, Any]:
     """Generate for one batch; traceable (the engine compiles it with ``jax.jit``).
 
     Args:
@@ -37,7 +44,8 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
             may steer) the loop; none: the program is KerasHub's loop alone.
 
     Returns:
-        ``{"token_ids", "padding_mask"}`` as ``CausalLM.generate_step`` returns them.
+        ``{"token_ids", "padding_mask"}`` as ``CausalLM.generate_step`` returns them,
+        plus the observers' outputs (:meth:`StepObserver.outputs`) when there are any.
 
     Example:
 
@@ -48,8 +56,8 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
                         causal_lm.preprocessor.generate_preprocess(["Keras is"], 16))
     ```
     """
-    if observers:
-        adapter = ObservedAdapter(adapter, observers)
+    observed = ObservedAdapter(adapter, observers) if observers else None
+    adapter = observed or adapter
     token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
     hidden_states, cache = adapter.start(token_ids, padding_mask)
     index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
@@ -57,12 +65,33 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     def next(prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
         return adapter.step(prompt, cache, index, padding_mask)
 
-    extra = {"decoding": adapter} if accepts_decoding(type(sampler)) else {}
-    token_ids = sampler(next=next, prompt=token_ids, cache=cache, index=index,
-                        mask=padding_mask, stop_token_ids=stop_token_ids,
-                        hidden_states=hidden_states, model=adapter.causal_lm, **extra)
-    return {"token_ids": token_ids,
-            "padding_mask": output_padding_mask(token_ids, padding_mask, stop_token_ids)}
+    call = dict(next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
+                stop_token_ids=stop_token_ids, hidden_states=hidden_states,
+                model=adapter.causal_lm)
+    if observed is not None and keeps_base_loop(type(sampler)):
+        token_ids = base_loop(sampler, decoding=observed, **call)
+    else:
+        extra = {"decoding": adapter} if accepts_decoding(type(sampler)) else {}
+        token_ids = sampler(**call, **extra)
+    outputs = {"token_ids": token_ids,
+               "padding_mask": output_padding_mask(token_ids, padding_mask, stop_token_ids)}
+    if observed is not None:
+        outputs.update(observed.outputs(token_ids))
+    return outputs
+
+
+def base_loop(sampler: Any, next: Any, prompt: Any, cache: Any, index: Any, mask: Any,
+              stop_token_ids: Any, model: Any, decoding: Any, **_: Any) -> Any:
+    """KerasHub's ``Sampler.__call__`` (``compute_probabilities``, then
+    ``get_next_token``), run by samplerlab's loop so that it hands its cache back."""
+    from samplerlab.processors.loop import history_loop
+
+    def step(logits: Any, context: Any, extra: tuple) -> tuple[Any, tuple]:
+        return sampler.get_next_token(sampler.compute_probabilities(logits)), extra
+
+    return history_loop(sampler, next, prompt, cache=cache, index=index, mask=mask,
+                        stop_token_ids=stop_token_ids, model=model, step=step,
+                        decoding=decoding)
 
 
 def output_padding_mask(token_ids: Any, padding_mask: Any,
@@ -74,6 +103,14 @@ def output_padding_mask(token_ids: Any, padding_mask: Any,
                                         ops.logical_not(padding_mask)), "int32")
     after = ops.cast(ops.cumsum(ends, axis=-1), "int32") - ends
     return ops.logical_not(ops.cast(after, "bool"))
+
+
+@cache
+def keeps_base_loop(sampler_class: type) -> bool:
+    """Whether the sampler's ``__call__`` is KerasHub's base ``Sampler.__call__``."""
+    from keras_hub.samplers import Sampler
+
+    return sampler_class.__call__ is Sampler.__call__
 
 
 @cache

@@ -9,13 +9,24 @@ a generate step without observers compiles exactly the program it compiles today
 Observers run through :class:`ObservedAdapter`, which wraps the model's decoding adapter:
 ``step`` (every sampler's ``next``) and ``advance`` (samplers that score candidates over a
 shared cache) call the observers around the wrapped adapter's own call.
+
+Two more channels serve observers that produce outputs (per-token traces,
+:mod:`samplerlab.traces`). A loop that knows the distribution it draws from (a ``chain``,
+``mirostat``, ``xtc`` step) reports it with :func:`report_distribution`; and a loop that
+knows its carry (samplerlab's own loops) hands its final cache back with
+:func:`hand_back`, so the observers' final states become program outputs
+(:meth:`StepObserver.outputs`). A loop that does not (a plugin's own ``while_loop``,
+KerasHub's beam search) leaves the observers :meth:`StepObserver.replay_outputs`: a
+teacher-forced pass over the finished tokens inside the same program. Both helpers do
+nothing when the loop runs without observers, so such a loop compiles today's program.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from keras import ops
+from keras import ops, tree
 
 
 class StepObserver:
@@ -29,7 +40,7 @@ class StepObserver:
     Example:
 
     ```python
-    from keras import ops
+    from keras import ops, tree
     from samplerlab.engine.observers import StepObserver
 
     class CountGenerated(StepObserver):
@@ -59,6 +70,24 @@ class StepObserver:
         them; returns ``(state, logits)`` (changed logits steer every sampler)."""
         return state, logits
 
+    def on_distribution(self, state: Any, index: Any, logits: Any) -> Any:
+        """The sampler's final distribution at ``index`` as ``(batch, vocab)`` logits
+        (``-inf``: removed), reported by loops that know it (:func:`report_distribution`)
+        after the sampler decided; returns the new state."""
+        return state
+
+    def outputs(self, state: Any, token_ids: Any) -> dict[str, Any]:
+        """Program outputs from the final state, once the loop has handed its cache back
+        (``token_ids``: the finished ``(batch, max_length)`` tokens of the same rows).
+        Default: none."""
+        return {}
+
+    def replay_outputs(self, causal_lm: Any, token_ids: Any) -> dict[str, Any]:
+        """Program outputs when the sampler's loop did not hand its cache back: what
+        can be rebuilt from the finished tokens (e.g. a teacher-forced pass of
+        ``causal_lm``). Default: none."""
+        return {}
+
 
 class ObservedAdapter:
     """A decoding adapter whose ``step`` and ``advance`` run ``observers`` around the
@@ -67,6 +96,9 @@ class ObservedAdapter:
     def __init__(self, adapter: Any, observers: tuple[StepObserver, ...]) -> None:
         self.inner = adapter
         self.observers = tuple(observers)
+        # The loop's final (cache, tokens), once a loop hands them back (traced values
+        # of the program being built; read by :meth:`outputs` in the same trace).
+        self.final: tuple | None = None
 
     @property
     def causal_lm(self) -> Any:
@@ -99,6 +131,38 @@ class ObservedAdapter:
         states, logits = self._logits(states, prompt, index + 1, logits)
         return logits, (inner, states, mask)
 
+    def report(self, cache: tuple, index: Any, logits: Any) -> tuple:
+        """The sampler's final distribution at ``index``, to every observer."""
+        inner, states, mask = cache
+        states = tuple(o.on_distribution(s, index, logits)
+                       for o, s in zip(self.observers, states, strict=True))
+        return inner, states, mask
+
+    def hand_back(self, cache: tuple, tokens: Any) -> None:
+        """The loop is over: keep its final cache and token rows for :meth:`outputs`."""
+        self.final = (cache, tokens)
+
+    def outputs(self, token_ids: Any) -> dict[str, Any]:
+        """The observers' program outputs: from their final states when the loop handed
+        its cache back, else replayed from ``token_ids`` (the returned tokens).
+
+        A loop with more rows than it returns (a beam search's hypotheses, batch-major)
+        hands back every row; each returned row's states are those of its first
+        hypothesis with exactly its tokens.
+        """
+        out: dict[str, Any] = {}
+        if self.final is None:
+            for observer in self.observers:
+                out.update(observer.replay_outputs(self.causal_lm, token_ids))
+            return out
+        (_, states, _), tokens = self.final
+        if ops.shape(tokens)[0] != ops.shape(token_ids)[0]:
+            rows = returned_rows(tokens, token_ids)
+            states = tree.map_structure(lambda x: ops.take(x, rows, axis=0), states)
+        for observer, state in zip(self.observers, states, strict=True):
+            out.update(observer.outputs(state, token_ids))
+        return out
+
     def _token(self, states: tuple, prompt: Any, index: Any, mask: Any) -> tuple:
         generated = ops.logical_not(ops.take(mask, index, axis=1))
         return tuple(o.on_token(s, prompt, index, generated)
@@ -110,3 +174,39 @@ class ObservedAdapter:
             state, logits = observer.on_logits(state, prompt, index, logits)
             out.append(state)
         return tuple(out), logits
+
+
+def is_observed(decoding: Any) -> bool:
+    """Whether ``decoding`` (what the engine passed a sampler) runs step observers."""
+    return isinstance(decoding, ObservedAdapter)
+
+
+def report_distribution(decoding: Any, cache: Any, index: Any,
+                        logits: Callable[[], Any]) -> Any:
+    """Report the distribution a loop drew position ``index`` from; returns the cache.
+
+    ``logits()`` builds the ``(batch, vocab)`` logits of that distribution (``-inf``:
+    removed); it is called only when observers listen, so a loop without observers
+    traces none of it. ``decoding`` is what the engine passed the sampler (or None).
+    """
+    if is_observed(decoding):
+        return decoding.report(cache, index, logits())
+    return cache
+
+
+def hand_back(decoding: Any, cache: Any, tokens: Any) -> None:
+    """Hand a finished loop's cache and its token rows back to the engine (a no-op
+    without observers)."""
+    if is_observed(decoding):
+        decoding.hand_back(cache, tokens)
+
+
+def returned_rows(rows: Any, returned: Any) -> Any:
+    """For each of ``returned`` ``(batch, length)``, the index of the first of its
+    ``rows`` (``(batch * n, length)``, batch-major) holding exactly the same tokens."""
+    batch, length = ops.shape(returned)[0], ops.shape(returned)[1]
+    per_row = ops.shape(rows)[0] // batch
+    grouped = ops.reshape(rows, (batch, per_row, length))
+    same = ops.all(grouped == ops.cast(returned, rows.dtype)[:, None, :], axis=-1)
+    first = ops.argmax(ops.cast(same, "int32"), axis=-1)
+    return ops.arange(batch) * per_row + ops.cast(first, "int32")

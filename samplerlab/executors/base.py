@@ -49,11 +49,13 @@ class RunJob:
 
 @dataclass
 class CellOutcome:
-    """A finished cell: its samples and the record ``RunDir.write_cell`` takes."""
+    """A finished cell: its samples, the record ``RunDir.write_cell`` takes and, when the
+    spec traces, its per-token traces (a ``pyarrow.Table``; the runner writes them)."""
 
     cell: Any
     samples: list[dict[str, Any]]
     record: dict[str, Any]
+    traces: Any = None
 
     @property
     def failed(self) -> bool:
@@ -126,4 +128,4 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     record.update(status="done", error=None, timing=output.timing,
                   num_samples=len(output.samples), finished=now(),
                   **score_generated_cell(output.samples, metrics, context))
-    return CellOutcome(cell, output.samples, record)
+    return CellOutcome(cell, output.samples, record, output.traces)

@@ -5,6 +5,11 @@ that need more (contrastive, beam) is to override ``Sampler.__call__``; this mod
 that override, shared: the same ``while_loop`` as ``Sampler.__call__`` (stop tokens,
 prompt positions kept, ``run_loop`` threading ``sampler.variables`` as state under JAX),
 but each step gets the raw logits, the token history and extra per-row loop state.
+
+A step may also return, third, a zero-argument function building the logits of the
+distribution it drew from (``-inf``: removed); when the engine's step observers listen
+(per-token traces) the loop reports it, and it hands its final cache back
+(:mod:`samplerlab.engine.observers`). Without observers neither is traced.
 """
 
 from __future__ import annotations
@@ -14,20 +19,23 @@ from typing import Any
 
 from samplerlab.processors.base import Context
 
-# step(logits, context, extra) -> (next_token (batch,), new extra)
-Step = Callable[[Any, Context, tuple], tuple[Any, tuple]]
+# step(logits, context, extra) -> (next_token (batch,), new extra[, final logits thunk])
+Step = Callable[[Any, Context, tuple], tuple]
 
 
 def history_loop(sampler: Any, next: Callable, prompt: Any, *, cache: Any = None,
                  index: Any = 0, mask: Any = None, stop_token_ids: Any = None,
-                 model: Any = None, step: Step, extra: tuple = ()) -> Any:
+                 model: Any = None, step: Step, extra: tuple = (),
+                 decoding: Any = None) -> Any:
     """Run ``step`` once per position from ``index`` to the end; return the tokens.
 
     ``extra`` is a tuple of tensors carried from step to step (e.g. mirostat's ``mu``).
     A step's result at a prompt position (``mask`` True) is discarded, as in KerasHub.
+    ``decoding`` is the decoding adapter the engine passed the sampler (None elsewhere).
     """
     from keras import ops
 
+    from samplerlab.engine.observers import hand_back, report_distribution
     from samplerlab.models.internals import any_equal
 
     max_length = ops.cast(ops.shape(prompt)[-1], "int32")
@@ -45,7 +53,9 @@ def history_loop(sampler: Any, next: Callable, prompt: Any, *, cache: Any = None
     def body(prompt, cache, index, mask, extra):
         logits, _, cache = next(prompt, cache, index)
         logits = ops.cast(logits, "float32")
-        token, new_extra = step(logits, Context(prompt, index, mask), extra)
+        token, new_extra, *final = step(logits, Context(prompt, index, mask), extra)
+        if final:
+            cache = report_distribution(decoding, cache, index, final[0])
         forced = mask[:, index]
         token = ops.where(forced, prompt[:, index], ops.cast(token, prompt.dtype))
         # Per-row state does not advance on prompt positions of longer prompts.
@@ -54,9 +64,10 @@ def history_loop(sampler: Any, next: Callable, prompt: Any, *, cache: Any = None
         prompt = ops.slice_update(prompt, [0, index], token[:, None])
         return prompt, cache, index + 1, mask, new_extra
 
-    prompt, *_ = sampler.run_loop(cond, body, loop_vars=(prompt, cache, index, mask,
-                                                         tuple(extra)),
-                                  maximum_iterations=max_length - index, model=model)
+    prompt, cache, *_ = sampler.run_loop(cond, body, loop_vars=(prompt, cache, index, mask,
+                                                                tuple(extra)),
+                                         maximum_iterations=max_length - index, model=model)
+    hand_back(decoding, cache, prompt)
     return prompt
 
 

@@ -74,6 +74,15 @@ class ChainSampler(TracedParams, Sampler):
             logits = processor(logits, context)
         return logits
 
+    def final_logits(self, logits: Any) -> Any:
+        """The distribution :meth:`choose` picks from: the processed logits, or the point
+        mass on their argmax for ``"greedy"`` (per-token traces)."""
+        if self.pick == "sample":
+            return logits
+        best = keras.ops.one_hot(keras.ops.argmax(logits, axis=-1),
+                                 keras.ops.shape(logits)[-1]) > 0
+        return keras.ops.where(best, 0.0, float("-inf"))
+
     def choose(self, logits: Any) -> Any:
         if self.pick == "greedy":
             return keras.ops.argmax(logits, axis=-1)
@@ -81,15 +90,18 @@ class ChainSampler(TracedParams, Sampler):
         return keras.ops.squeeze(drawn, axis=-1)
 
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
-                 stop_token_ids=None, hidden_states=None, model=None, **kwargs):
+                 stop_token_ids=None, hidden_states=None, model=None, decoding=None,
+                 **kwargs):
         for processor in self.processors:
             processor.bind(model)
 
         def step(logits, context, extra):
-            return self.choose(self.process(logits, context)), extra
+            processed = self.process(logits, context)
+            return self.choose(processed), extra, lambda: self.final_logits(processed)
 
         return history_loop(self, next, prompt, cache=cache, index=index, mask=mask,
-                            stop_token_ids=stop_token_ids, model=model, step=step)
+                            stop_token_ids=stop_token_ids, model=model, step=step,
+                            decoding=decoding)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

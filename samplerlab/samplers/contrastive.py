@@ -8,6 +8,7 @@ import keras
 import keras_hub
 from keras import ops
 
+from samplerlab.engine.observers import hand_back
 from samplerlab.models.internals import any_equal
 from samplerlab.traced import TracedParams
 
@@ -95,9 +96,12 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
                                              best_hidden[:, None, :])
             return prompt, cache, index + 1, logits, hidden_states
 
-        prompt, *_ = self.run_loop(cond=cond, body=body,
-                                   loop_vars=(prompt, cache, index, logits, hidden_states),
-                                   maximum_iterations=(max_length - index), model=model)
+        prompt, cache, *_ = self.run_loop(cond=cond, body=body,
+                                          loop_vars=(prompt, cache, index, logits,
+                                                     hidden_states),
+                                          maximum_iterations=(max_length - index),
+                                          model=model)
+        hand_back(decoding, cache, prompt)
         return prompt
 
     @staticmethod

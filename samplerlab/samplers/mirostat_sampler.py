@@ -66,7 +66,8 @@ class MirostatSampler(TracedParams, Sampler):
         return mu - self.eta * (-chosen[:, 0] / LOG2 - self.tau)
 
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
-                 stop_token_ids=None, hidden_states=None, model=None, **kwargs):
+                 stop_token_ids=None, hidden_states=None, model=None, decoding=None,
+                 **kwargs):
         batch = ops.shape(prompt)[0]
 
         def step(logits, context, extra):
@@ -74,12 +75,12 @@ class MirostatSampler(TracedParams, Sampler):
             truncated = self.truncate(logits / self.temperature, mu)
             drawn = keras.random.categorical(truncated, 1, seed=self.seed_generator,
                                              dtype="int32")[:, 0]
-            return drawn, (self.update_mu(truncated, drawn, mu),)
+            return drawn, (self.update_mu(truncated, drawn, mu),), lambda: truncated
 
         mu = ops.ones((batch,), dtype="float32") * (2.0 * self.tau)
         return history_loop(self, next, prompt, cache=cache, index=index, mask=mask,
                             stop_token_ids=stop_token_ids, model=model, step=step,
-                            extra=(mu,))
+                            extra=(mu,), decoding=decoding)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

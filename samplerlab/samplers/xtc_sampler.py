@@ -8,6 +8,8 @@ import keras
 from keras import ops
 from keras_hub.samplers import Sampler
 
+from samplerlab.engine.observers import is_observed
+from samplerlab.processors.loop import history_loop
 from samplerlab.traced import TracedParams
 
 
@@ -58,13 +60,35 @@ class XTCSampler(TracedParams, Sampler):
         removed = ops.logical_and(active, probabilities > last_top)
         return ops.where(removed, ops.zeros_like(probabilities), probabilities)
 
-    def get_next_token(self, probabilities: Any) -> Any:
+    def draw(self, probabilities: Any) -> tuple[Any, Any]:
+        """``(token, kept probabilities)``: this step's exclusion, then a draw."""
         batch = ops.shape(probabilities)[0]
         chance = keras.random.uniform((batch,), seed=self.seed_generator)
         kept = self.exclude(probabilities, chance < self.probability)
         drawn = keras.random.categorical(ops.log(kept), 1, seed=self.seed_generator,
                                          dtype="int32")
-        return ops.squeeze(drawn, axis=-1)
+        return ops.squeeze(drawn, axis=-1), kept
+
+    def get_next_token(self, probabilities: Any) -> Any:
+        return self.draw(probabilities)[0]
+
+    def __call__(self, next, prompt, cache=None, index=0, mask=None,
+                 stop_token_ids=None, hidden_states=None, model=None, decoding=None,
+                 **kwargs):
+        if not is_observed(decoding):  # KerasHub's own loop, as without traces
+            return super().__call__(next, prompt, cache=cache, index=index, mask=mask,
+                                    stop_token_ids=stop_token_ids,
+                                    hidden_states=hidden_states, model=model)
+
+        # Traced: the same steps in samplerlab's loop, which reports the distribution
+        # each step drew from (it depends on this step's random draw).
+        def step(logits, context, extra):
+            token, kept = self.draw(self.compute_probabilities(logits))
+            return token, extra, lambda: ops.log(kept)
+
+        return history_loop(self, next, prompt, cache=cache, index=index, mask=mask,
+                            stop_token_ids=stop_token_ids, model=model, step=step,
+                            decoding=decoding)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -49,6 +49,7 @@ def check_plugins_and_params(loaded: LoadedSpec) -> None:
     spec = loaded.spec
     for i, s in enumerate(spec.samplers):
         _check_entry(loaded, "samplers", s.name, s.params, ("samplers", i), sweep=True)
+    check_traces(loaded)
     for i, m in enumerate(spec.metrics):
         _check_entry(loaded, "metrics", m.name, m.params, ("metrics", i))
     refs: list[tuple[Any, tuple]] = []
@@ -128,3 +129,37 @@ def check_quality(loaded: LoadedSpec) -> None:
                                f"cell; this spec makes {per_cell} (prompts x "
                                "generation.samples_per_prompt): raise either",
                                ("metrics", i))
+
+
+def check_traces(loaded: LoadedSpec) -> None:
+    """Tracing asked of a sampler whose plugin says it cannot be traced (its factory's
+    ``traceable = False``), alternatives without traces, or reference traces without
+    references."""
+    spec = loaded.spec
+    if spec.generation.trace:
+        registry = get_plugin_manager().registry("samplers")
+        for i, s in enumerate(spec.samplers):
+            if not getattr(registry[s.name].factory, "traceable", True):
+                raise loaded.error(f"sampler '{s.name}' cannot be traced (its plugin "
+                                   f"'{registry[s.name].plugin}' says so); set "
+                                   "generation.trace: false or run it in a spec of its own",
+                                   ("samplers", i, "name"))
+    if spec.generation.trace_top and not (spec.generation.trace
+                                          or spec.generation.trace_reference):
+        raise loaded.error("alternatives are kept only in traces; set generation.trace: true "
+                           "(or trace_reference: true) or drop trace_top",
+                           ("generation", "trace_top"))
+    if spec.generation.trace_reference and isinstance(spec.prompts, list):
+        raise loaded.error("trace_reference scores the human continuations of dataset "
+                           "prompts, and a prompt list has none; take the prompts from a "
+                           "dataset (prompts: {dataset: ...}) or set it to false",
+                           ("generation", "trace_reference"))
+
+
+def check_trace_top(loaded: LoadedSpec, vocabulary_size: int) -> None:
+    """``generation.trace_top`` against the loaded model's vocabulary."""
+    top = loaded.spec.generation.trace_top
+    if top > vocabulary_size:
+        raise loaded.error(f"{top} alternatives asked, but the model's vocabulary has "
+                           f"{vocabulary_size} tokens; lower generation.trace_top",
+                           ("generation", "trace_top"))

@@ -94,6 +94,15 @@ class GenerationSpec(_Strict):
     steady_timing: bool = Field(True, description=(
         "when a cell has a single batch, call it once more to measure the steady per-call "
         "time apart from compilation"))
+    trace: bool = Field(False, description=(
+        "record per-token traces (model probability, rank and entropy, sampler probability "
+        "and kept-set size of every generated token) in traces.parquet"))
+    trace_top: int = Field(0, ge=0, description=(
+        "with trace: also keep the N most probable alternatives of every token (0: none); "
+        "at most the vocabulary size"))
+    trace_reference: bool = Field(False, description=(
+        "score the human reference continuations of dataset prompts token by token "
+        "(teacher-forced, up to max_length) into traces.parquet, as cell 'reference'"))
 
 
 class SamplerSpec(_Strict):
