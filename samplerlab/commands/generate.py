@@ -52,7 +52,7 @@ def generate(
     model = load_model(preset, sequence_length)
     sampler = entry.build(**params)
     inputs = model.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
-    program = ProgramCache(model.adapter).get(sampler, inputs, (model.end_token_id,))
+    program = ProgramCache(model.adapter).get(sampler, inputs, model.stop_token_ids)
     text = model.preprocessor.generate_postprocess(program(sampler, inputs))
     out.print(_first(text), markup=False, highlight=False)
 

@@ -19,24 +19,28 @@ def prompt_ids(preprocessor: Any, prompt: str) -> list[int]:
 
 
 def continuation_nll(causal_lm: Any, contexts: list[list[int]], continuations: list[list[int]],
-                     batch_size: int = 8) -> np.ndarray:
+                     batch_size: int = 8, limit: int | None = None) -> np.ndarray:
     """Summed negative log-likelihood (nats) of each continuation given its context.
 
-    Sequences longer than the model's positions keep their continuation and lose the
+    Sequences longer than ``limit`` (the model's context length, ``LoadedModel.
+    context_length``; None: the model states none) keep their continuation and lose the
     oldest context tokens. Batches are right-padded; padding never reaches a scored
     position because attention is causal.
     """
     import keras
 
-    limit = int(causal_lm.backbone.max_sequence_length)
     rows = []
     for ctx, cont in zip(contexts, continuations, strict=True):
-        cont = list(cont)[: limit - 1]
-        rows.append((list(ctx)[-(limit - len(cont)):], cont))
+        ctx, cont = list(ctx), list(cont)
+        if limit is not None:
+            cont = cont[: limit - 1]
+            ctx = ctx[-(limit - len(cont)):]
+        rows.append((ctx, cont))
     # One input shape for every batch (width rounded up, short batches padded with empty
     # rows): JAX compiles the forward pass once instead of once per shape.
     longest = max((len(c) + len(t) for c, t in rows), default=1)
-    width = min(limit, -(-longest // 32) * 32)
+    width = -(-longest // 32) * 32
+    width = min(limit, width) if limit is not None else width
     out = np.zeros(len(rows))
     for start in range(0, len(rows), batch_size):
         ids = np.zeros((batch_size, width), dtype="int32")
@@ -117,9 +121,10 @@ class Perplexity(SumPooledMetric):
                 cache[prompt] = prompt_ids(preprocessor, prompt)
             contexts.append(cache[prompt])
         continuations = [list(s.get("token_ids") or []) for s in samples]
-        nll = continuation_nll(model.causal_lm, contexts, continuations, self.batch_size)
-        lengths = np.array([min(len(c), model.max_sequence_length - 1) for c in continuations],
-                           dtype=float)
+        limit = model.context_length
+        nll = continuation_nll(model.causal_lm, contexts, continuations, self.batch_size, limit)
+        lengths = np.array([min(len(c), limit - 1) if limit is not None else len(c)
+                            for c in continuations], dtype=float)
         return np.column_stack([nll, lengths])
 
     def from_sums(self, sums: np.ndarray) -> dict[str, np.ndarray]:

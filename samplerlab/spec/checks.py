@@ -65,19 +65,41 @@ def check_plugins_and_params(loaded: LoadedSpec) -> None:
 
 
 def check_model(loaded: LoadedSpec) -> None:
-    from samplerlab.models import check_preset_reference, preset_max_sequence_length
+    """The preset is a causal LM samplerlab runs, and the lengths fit its context (read
+    from its config.json, no Keras)."""
+    from samplerlab.models import inspect_preset, preset_context_length
 
     spec = loaded.spec
+    model = spec.model
     try:
-        check_preset_reference(spec.model.preset)
+        directory = inspect_preset(model.preset)
     except UserInputError as exc:
         raise loaded.error(exc.problem, ("model", "preset")) from None
-    limit = preset_max_sequence_length(spec.model.preset)
-    if limit is not None and spec.generation.max_length > limit:
-        raise loaded.error(f"{spec.generation.max_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower generation.max_length",
-                           ("generation", "max_length"))
-    if limit is not None and spec.model.sequence_length > limit:
-        raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower model.sequence_length",
-                           ("model", "sequence_length"))
+    stated = preset_context_length(model.preset)
+    if stated is not None and model.context_length is not None \
+            and model.context_length > stated[0]:
+        raise loaded.error(f"{model.context_length} is beyond the context length the model "
+                           f"states ({stated[0]}, its {stated[1]}); lower or remove it",
+                           ("model", "context_length"))
+    limit, source = stated or (model.context_length, "model.context_length")
+    for value, loc, fix in ((spec.generation.max_length, ("generation", "max_length"),
+                             "lower generation.max_length"),
+                            (model.sequence_length, ("model", "sequence_length"),
+                             "lower model.sequence_length")):
+        if limit is not None and value > limit:
+            raise loaded.error(f"{value} is beyond the model's context length ({limit}, its "
+                               f"{source}); {fix}", loc)
+    if model.distribution is not None and directory is not None \
+            and not directory.family.layout_map and model.distribution.model_parallel > 1:
+        from samplerlab.models import FAMILIES
+
+        able = ", ".join(f.title for f in FAMILIES.values() if f.layout_map)
+        raise loaded.error(f"{directory.family.backbone} has no layout map in KerasHub "
+                           "(get_layout_map), so it cannot be sharded; model parallelism "
+                           f"works for: {able}", ("model", "distribution", "model_parallel"))
+    finetune = spec.finetune
+    if finetune is not None and model.distribution is not None \
+            and finetune.distribution != "none":
+        raise loaded.error("fine-tuning with data_parallel cannot be combined with "
+                           "model.distribution (the model is already laid out over the "
+                           "devices); remove one", ("finetune", "distribution"))
