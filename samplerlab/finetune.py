@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -465,6 +466,12 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
         copy_to_run_dir(result, Path(run_dir))
     model_spec = loaded_spec.spec.model
     tuned = load_spec_model(model_spec, preset=str(result.preset_dir))
+    if tuned.context_length is None and loaded_model.context_length is not None:
+        # A preset saved from a Hugging Face checkpoint keeps no config.json: the base
+        # model's context length still holds.
+        tuned.family = dataclasses.replace(
+            tuned.family, context_length=loaded_model.context_length,
+            context_source=loaded_model.family.context_source)
     verb = "reused" if result.reused else "fine-tuned"
     tuned.notes = [*loaded_model.notes, f"{verb} {model_spec.preset} -> {result.preset_dir}"]
     tuned.preset = model_spec.preset

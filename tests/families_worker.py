@@ -11,7 +11,7 @@ metrics and perplexity), then records what the tests compare, in ``OUT_DIR/FAMIL
 * ``keras_hub_greedy``: the continuations KerasHub's own compiled ``generate`` gives for
   the run's prompts on the fine-tuned model (the run's ``greedy`` cell must equal them);
 * ``keras_hub_auto_stop``: the stop tokens ``generate(stop_token_ids="auto")`` uses;
-* ``lora_weights``: how many LoRA weights ``enable_lora`` makes trainable;
+* ``lora_weights``: how many LoRA weights ``enable_lora`` makes trainable on it;
 * ``hf``: for families KerasHub exports, the greedy tokens of the exported checkpoint
   loaded by samplerlab against the original's; else the exporter's refusal.
 
@@ -39,8 +39,8 @@ SAMPLERS = ["greedy", {"name": "top_k", "params": {"k": 5}},
             {"name": "top_p", "params": {"p": 0.9}}, "random",
             {"name": "beam", "params": {"num_beams": 2}},
             {"name": "contrastive", "params": {"k": 2, "alpha": 0.6}},
-            {"name": "chain", "params": {"processors": [{"repetition_penalty": 1.2},
-                                                        {"top_k": 10}]}},
+            {"name": "chain", "params": {"processors": [{"repetition_penalty": 1.2}],
+                                         "pick": "greedy"}},
             "mirostat", "xtc"]
 TEXTS = ["The Bionic Dog drinks too much and kicks over the forest.",
          "A celebrity is a person who is known for his well-knownness.",
@@ -60,7 +60,7 @@ def spec(name: str, preset: Path) -> dict:
             "samplers": SAMPLERS, "metrics": [*DEFAULT_METRICS, "perplexity"]}
 
 
-def keras_hub_greedy(model) -> list[list[int]]:
+def keras_hub_greedy(lm, preprocessor, stop_token_ids) -> list[list[int]]:
     """Continuations from KerasHub's own compiled ``generate`` (greedy), split as the
     engine splits its rows."""
     import keras_hub
@@ -68,21 +68,17 @@ def keras_hub_greedy(model) -> list[list[int]]:
 
     from samplerlab.engine.cell import split_continuations
 
-    lm = model.causal_lm
-    inputs = model.preprocessor.generate_preprocess(PROMPTS, sequence_length=MAX_LENGTH)
+    inputs = preprocessor.generate_preprocess(PROMPTS, sequence_length=MAX_LENGTH)
     lm.compile(sampler=keras_hub.samplers.GreedySampler())
-    out = lm.make_generate_function()(inputs, stop_token_ids=model.stop_token_ids)
+    out = lm.make_generate_function()(inputs, stop_token_ids=stop_token_ids)
     out = {k: np.asarray(v) for k, v in out.items()}
     return [tokens for tokens, _ in split_continuations(
-        out, np.asarray(inputs["padding_mask"]), model.stop_token_ids)]
+        out, np.asarray(inputs["padding_mask"]), stop_token_ids)]
 
 
-def auto_stop_tokens(preset: Path) -> list[int]:
+def auto_stop_tokens(lm) -> list[int]:
     """The stop tokens KerasHub's ``generate(stop_token_ids="auto")`` passes for this model
     (its compiled function replaced by one that records them)."""
-    import keras_hub
-
-    lm = keras_hub.models.CausalLM.from_preset(str(preset))
     seen = []
 
     def record(inputs, stop_token_ids=None):
@@ -92,6 +88,14 @@ def auto_stop_tokens(preset: Path) -> list[int]:
     lm.generate_function = record
     lm.generate(PROMPTS[:1], max_length=MAX_LENGTH)
     return seen[0]
+
+
+def fine_tuned(run_dir: Path):
+    """The run's fine-tuned model, loaded as the run loaded it."""
+    from samplerlab.models import load_model
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return load_model(manifest["model"]["finetuned"]["path"], SEQUENCE_LENGTH)
 
 
 def tokenizer_json(directory: Path, special_tokens: list[str]) -> None:
@@ -167,23 +171,23 @@ def hf_round_trip(name: str, preset: Path, out: Path) -> dict:
             "original_greedy": np.asarray(reference).tolist()}
 
 
-def lora_weights(name: str) -> int:
-    """How many LoRA weights samplerlab's ``enable_lora`` trains on a fresh tiny model."""
+def lora_weights(lm) -> int:
+    """How many LoRA weights samplerlab's ``enable_lora`` trains on the model."""
     from samplerlab.finetune import enable_lora
-    from samplerlab.models.builders import build_tiny_family
 
-    return enable_lora(build_tiny_family(name), 2)
+    return enable_lora(lm, 2)
 
 
 def run_family(name: str, out: Path) -> dict:
     from samplerlab.cli import main
-    from samplerlab.models import load_model
     from samplerlab.models.builders import build_tiny_family, save_preset
 
     found: dict = {"family": name, "errors": {}}
     started = time.process_time()
-    preset = save_preset(build_tiny_family(name, sequence_length=SEQUENCE_LENGTH),
-                         out / "presets" / name)
+    # One layer: the KerasHub-path adapters run KerasHub's own layers (multi-layer parity
+    # of samplerlab's fast adapters is tested in test_adapters.py); it halves the compiles.
+    preset = save_preset(build_tiny_family(name, sequence_length=SEQUENCE_LENGTH,
+                                           num_layers=1), out / "presets" / name)
     spec_file = out / f"{name}.yaml"
     spec_file.write_text(yaml.safe_dump(spec(name, preset)), encoding="utf-8")
     stderr = io.StringIO()
@@ -192,12 +196,13 @@ def run_family(name: str, out: Path) -> dict:
                      "--run-id", "matrix"])
     run_dir = out / "results" / name / "matrix"
     found.update(exit_code=code, run_dir=str(run_dir), stderr=stderr.getvalue()[-3000:])
+    tuned = {}
     steps = [
-        ("keras_hub_greedy", lambda: keras_hub_greedy(load_model(
-            json.loads((run_dir / "manifest.json").read_text())["model"]["finetuned"]["path"],
-            SEQUENCE_LENGTH))),
-        ("keras_hub_auto_stop", lambda: auto_stop_tokens(preset)),
-        ("lora_weights", lambda: lora_weights(name)),
+        ("keras_hub_greedy", lambda: keras_hub_greedy(
+            *tuned.setdefault("model", _split(fine_tuned(run_dir))))),
+        # After greedy: these replace the model's generate function and enable LoRA on it.
+        ("keras_hub_auto_stop", lambda: auto_stop_tokens(tuned["model"][0])),
+        ("lora_weights", lambda: lora_weights(tuned["model"][0])),
         ("hf", lambda: hf_round_trip(name, preset, out)),
     ]
     for key, step in steps:
@@ -207,6 +212,10 @@ def run_family(name: str, out: Path) -> dict:
             found["errors"][key] = traceback.format_exc()[-3000:]
     found["cpu_seconds"] = round(time.process_time() - started, 1)
     return found
+
+
+def _split(model) -> tuple:
+    return model.causal_lm, model.preprocessor, model.stop_token_ids
 
 
 def main(argv: list[str]) -> int:

@@ -138,7 +138,8 @@ def test_what_differs_is_read_from_the_model(family, family_runs):
 
 @pytest.mark.parametrize("family", NAMES)
 def test_lora_finds_the_attention_projections(family, family_runs):
-    assert _observed(family_runs, family, "lora_weights") >= 4  # A and B of query and value
+    weights = _observed(family_runs, family, "lora_weights")
+    assert weights >= 2 and weights % 2 == 0  # an A and a B per adapted projection
 
 
 @pytest.mark.parametrize("family", NAMES)

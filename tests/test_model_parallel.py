@@ -31,6 +31,9 @@ from samplerlab.finetune import fit_texts
 from samplerlab.models import build_tiny_family, load_model, save_preset
 
 PROMPTS = ["The Bionic Dog", "A celebrity is"]
+# The layout maps shard key/value heads over the devices: Gemma with one per query head
+# (Gemma 7B's), not the tiny Gemma's single one (Gemma 2B's).
+SHAPES = {"gemma": {"num_key_value_heads": 4}}
 root, names = sys.argv[1], sys.argv[2:]
 
 
@@ -48,7 +51,8 @@ def sharded(model):
 
 found = {"devices": len(jax.devices())}
 for name in names:
-    preset = save_preset(build_tiny_family(name, sequence_length=16), f"{root}/{name}")
+    preset = save_preset(build_tiny_family(name, sequence_length=16, **SHAPES.get(name, {})),
+                         f"{root}/{name}")
     single, parallel = load_model(str(preset), 16), load_model(str(preset), 16, model_parallel=2)
     found[name] = {"single": greedy(single), "parallel": greedy(parallel),
                    "sharded": sharded(parallel), "notes": parallel.notes}

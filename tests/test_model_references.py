@@ -67,13 +67,12 @@ def test_an_encoder_preset_is_not_a_causal_lm(tmp_path, capsys, monkeypatch):
 def test_an_image_model_preset_is_not_a_causal_lm(tmp_path, capsys, monkeypatch):
     import keras_hub
 
-    image_model = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[4], input_conv_kernel_sizes=[3], stackwise_num_filters=[4],
-        stackwise_num_blocks=[1], stackwise_num_strides=[1], block_type="basic_block",
-        image_shape=(8, 8, 3))
-    image_model.save_to_preset(str(tmp_path / "resnet"))
+    image_model = keras_hub.models.ViTBackbone(image_shape=(8, 8, 3), patch_size=4,
+                                               num_layers=1, num_heads=1, hidden_dim=4,
+                                               mlp_dim=8)
+    image_model.save_to_preset(str(tmp_path / "vit"))
     _no_loading(monkeypatch)
-    _refused(tmp_path, capsys, _spec(tmp_path / "resnet"), "ResNetBackbone", "not a causal LM")
+    _refused(tmp_path, capsys, _spec(tmp_path / "vit"), "ViTBackbone", "not a causal LM")
 
 
 @pytest.mark.parametrize("model_type", ["bert", "mamba"])

@@ -98,7 +98,8 @@ TINY: dict[str, TinyConfig] = {
     "qwen3": TinyConfig({**_ROTARY, "head_dim": 8}, ("<|im_end|>", "<|endoftext|>")),
     "qwen3_moe": TinyConfig({**_ROTARY, "head_dim": 8, "moe_intermediate_dim": 32,
                              "num_experts": 4, "top_k": 2}, ("<|im_end|>", "<|endoftext|>")),
-    # One key/value head, as Gemma 2B has (KerasHub's Gemma exporter handles MQA and MHA).
+    # One key/value head, as Gemma 2B has: KerasHub's Gemma exporter writes only the first
+    # (sharding needs more: tests/test_model_parallel.py builds Gemma 7B's one per head).
     "gemma": TinyConfig({**_ROTARY, "num_key_value_heads": 1, "head_dim": 8},
                         pieces=GEMMA_PIECES),
     # Gemma 3's architecture flags as its presets (and Hugging Face checkpoints) have them.
@@ -139,11 +140,13 @@ def gpt2_vocabulary() -> tuple[dict[str, int], list[str]]:
 
 
 @lru_cache(maxsize=8)
-def bpe_subset(special_tokens: tuple[str, ...] = (), merges: int = BPE_MERGES
-               ) -> tuple[dict[str, int], list[str]]:
+def bpe_subset(special_tokens: tuple[str, ...] = (), merges: int = BPE_MERGES,
+               multiple_of: int = 64) -> tuple[dict[str, int], list[str]]:
     """A small byte-level BPE vocabulary: GPT-2's 256 byte symbols, its first ``merges``
     merges (in GPT-2's order, so tokenisation is GPT-2's on a smaller vocabulary) and
-    ``special_tokens`` at the end."""
+    ``special_tokens`` at the end, padded with reserved tokens to a multiple of
+    ``multiple_of`` as real vocabularies are (Llama 3's ``<|reserved_special_token_N|>``),
+    so the embedding shards evenly over devices."""
     full, all_merges = gpt2_vocabulary()
     by_id = {i: token for token, i in full.items()}
     vocabulary = {by_id[i]: i for i in range(256)}
@@ -157,6 +160,10 @@ def bpe_subset(special_tokens: tuple[str, ...] = (), merges: int = BPE_MERGES
             kept.append(merge)
     for token in special_tokens:
         vocabulary.setdefault(token, len(vocabulary))
+    reserved = 0
+    while len(vocabulary) % multiple_of:
+        vocabulary[f"<|reserved_special_token_{reserved}|>"] = len(vocabulary)
+        reserved += 1
     return vocabulary, kept
 
 
@@ -203,9 +210,10 @@ def family_tokenizer(name: str) -> Any:
 
 
 def build_tiny_family(name: str, *, sequence_length: int = 64, seed: int = 0,
-                      **backbone_args: Any) -> Any:
+                      num_layers: int | None = None, **backbone_args: Any) -> Any:
     """A randomly initialised causal LM of family ``name`` (:data:`TINY`), with its own
-    tokenizer and preprocessor classes; ``backbone_args`` override the tiny sizes."""
+    tokenizer and preprocessor classes; ``num_layers`` and ``backbone_args`` override the
+    tiny sizes (per-layer lists, such as SmolLM3's layer types, follow ``num_layers``)."""
     import_tensorflow_quietly()
     import keras
     import keras_hub
@@ -213,8 +221,15 @@ def build_tiny_family(name: str, *, sequence_length: int = 64, seed: int = 0,
     cls = getattr(keras_hub.models, FAMILIES[name].causal_lm)
     keras.utils.set_random_seed(seed)
     tokenizer = family_tokenizer(name)
+    config = dict(TINY[name].backbone)
+    if num_layers is not None:
+        per_layer = config["num_layers"]
+        config = {k: [v[i % per_layer] for i in range(num_layers)]
+                  if isinstance(v, list) and len(v) == per_layer else v
+                  for k, v in config.items()}
+        config["num_layers"] = num_layers
     backbone = cls.backbone_cls(vocabulary_size=tokenizer.vocabulary_size(),
-                                **{**TINY[name].backbone, **backbone_args})
+                                **{**config, **backbone_args})
     preprocessor = cls.preprocessor_cls(tokenizer=tokenizer, sequence_length=sequence_length)
     return cls(backbone=backbone, preprocessor=preprocessor)
 
