@@ -12,8 +12,9 @@ metrics and perplexity), then records what the tests compare, in ``OUT_DIR/FAMIL
   the run's prompts on the fine-tuned model (the run's ``greedy`` cell must equal them);
 * ``keras_hub_auto_stop``: the stop tokens ``generate(stop_token_ids="auto")`` uses;
 * ``lora_weights``: how many LoRA weights ``enable_lora`` makes trainable on it;
-* ``hf``: for families KerasHub exports, the greedy tokens of the exported checkpoint
-  loaded by samplerlab against the original's; else the exporter's refusal.
+* ``hf``: for families KerasHub exports, the greedy continuations of the fine-tuned
+  model's export, loaded by samplerlab, against KerasHub's on the model itself; else the
+  exporter's refusal.
 
 The tests run two workers at once (the CPU count CI has), so the matrix costs half its
 CPU time; a failure is recorded in ``errors`` and never stops the other families.
@@ -132,20 +133,21 @@ def complete_checkpoint(directory: Path, special_tokens: list[str]) -> list[str]
     return added
 
 
-def hf_round_trip(name: str, preset: Path, out: Path) -> dict:
-    """Export the tiny model with KerasHub's ``export_to_transformers`` and load it back
-    through samplerlab; the greedy tokens of both (or the exporter's refusal)."""
+def hf_round_trip(name: str, lm, stop_token_ids, reference: list, out: Path) -> dict:
+    """Export the (fine-tuned) model with KerasHub's ``export_to_transformers`` and load it
+    back through samplerlab: its greedy continuations, to compare with ``reference``
+    (KerasHub's on the model itself), or the exporter's refusal."""
     import keras_hub
     import numpy as np
 
+    from samplerlab.engine.cell import split_continuations
     from samplerlab.engine.programs import ProgramCache
     from samplerlab.errors import UserInputError
     from samplerlab.models import inspect_preset, load_model
 
-    original = keras_hub.models.CausalLM.from_preset(str(preset))
     directory = out / f"{name}-hf"
     try:
-        original.export_to_transformers(str(directory))
+        lm.export_to_transformers(str(directory))
     except ValueError as exc:
         return {"exported": False, "error": str(exc).splitlines()[0]}
     found: dict = {"exported": True, "written": sorted(p.name for p in directory.iterdir()),
@@ -155,20 +157,18 @@ def hf_round_trip(name: str, preset: Path, out: Path) -> dict:
         inspect_preset(str(directory))
     except UserInputError as exc:  # the export lacks the tokenizer file KerasHub reads
         found["refused"] = exc.problem
-        found["completed"] = complete_checkpoint(
-            directory, original.preprocessor.tokenizer.special_tokens)
+        found["completed"] = complete_checkpoint(directory,
+                                                 lm.preprocessor.tokenizer.special_tokens)
     loaded = load_model(str(directory), SEQUENCE_LENGTH)
     inputs = loaded.preprocessor.generate_preprocess(PROMPTS, sequence_length=MAX_LENGTH)
     sampler = keras_hub.samplers.GreedySampler()
-    tokens = ProgramCache(loaded.adapter, persistent=False).get(sampler, inputs, None)(
-        sampler, inputs)["token_ids"]
-    original.compile(sampler=keras_hub.samplers.GreedySampler())
-    reference = original.make_generate_function()(
-        original.preprocessor.generate_preprocess(PROMPTS, sequence_length=MAX_LENGTH),
-        stop_token_ids=None)["token_ids"]
+    out_tokens = ProgramCache(loaded.adapter, persistent=False).get(
+        sampler, inputs, stop_token_ids)(sampler, inputs)
+    rows = split_continuations({k: np.asarray(v) for k, v in out_tokens.items()},
+                               np.asarray(inputs["padding_mask"]), stop_token_ids)
     return {**found, "directory": str(directory), "class": type(loaded.causal_lm).__name__,
-            "notes": loaded.notes, "loaded_greedy": np.asarray(tokens).tolist(),
-            "original_greedy": np.asarray(reference).tolist()}
+            "notes": loaded.notes, "loaded_greedy": [tokens for tokens, _ in rows],
+            "original_greedy": reference}
 
 
 def lora_weights(lm) -> int:
@@ -200,10 +200,11 @@ def run_family(name: str, out: Path) -> dict:
     steps = [
         ("keras_hub_greedy", lambda: keras_hub_greedy(
             *tuned.setdefault("model", _split(fine_tuned(run_dir))))),
-        # After greedy: these replace the model's generate function and enable LoRA on it.
+        ("hf", lambda: hf_round_trip(name, tuned["model"][0], tuned["model"][2],
+                                     found["keras_hub_greedy"], out)),
+        # Last: these replace the model's generate function and enable LoRA on it.
         ("keras_hub_auto_stop", lambda: auto_stop_tokens(tuned["model"][0])),
         ("lora_weights", lambda: lora_weights(tuned["model"][0])),
-        ("hf", lambda: hf_round_trip(name, preset, out)),
     ]
     for key, step in steps:
         try:

@@ -144,9 +144,10 @@ def test_lora_finds_the_attention_projections(family, family_runs):
 
 @pytest.mark.parametrize("family", NAMES)
 def test_hugging_face_checkpoints_load_with_the_same_greedy_tokens(family, family_runs):
-    """KerasHub's ``export_to_transformers`` output, loaded by samplerlab through KerasHub's
-    converters, gives the original's greedy tokens; families it cannot export are refused
-    by the exporter (docs/models.md's HF column says which)."""
+    """KerasHub's ``export_to_transformers`` output of the fine-tuned model, loaded by
+    samplerlab through KerasHub's converters, decodes KerasHub's greedy tokens of the model
+    itself; families KerasHub cannot export are refused by its exporter (docs/models.md's
+    HF column says which)."""
     hf = _observed(family_runs, family, "hf")
     declared = FAMILIES[family]
     assert hf["exported"] is bool(declared.hf_export), hf

@@ -17,7 +17,8 @@ def register(cli: typer.Typer) -> None:
 
 def generate(
     prompt: Annotated[str, typer.Argument(help="the prompt")],
-    preset: Annotated[str, typer.Option("--preset", help="preset name, directory or "
+    preset: Annotated[str, typer.Option("--preset", help="KerasHub preset name, preset or "
+                                        "Hugging Face directory, hf://org/name or "
                                         "samplerlab:NAME")] = "samplerlab:tiny-en",
     sampler: Annotated[str, typer.Option("--sampler", help="sampler name")] = "top_k",
     param: Annotated[list[str] | None, typer.Option(
