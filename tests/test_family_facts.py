@@ -78,3 +78,16 @@ def test_uris_are_remote_not_local_paths(preset):
 
     assert not is_local_reference(preset)
     assert preset_context_length(preset) is None
+
+
+def test_max_sequence_length_caps_only_what_the_model_states(tiny_model):
+    from dataclasses import replace
+
+    from samplerlab.models import LoadedModel
+    from samplerlab.models.loading import UNSTATED_CONTEXT
+
+    assert tiny_model.max_sequence_length == tiny_model.context_length == 256
+    rotary = LoadedModel(tiny_model.causal_lm, "rotary", "", None, [],
+                         family=replace(tiny_model.family, context_length=None))
+    assert rotary.context_length is None
+    assert min(4096, rotary.max_sequence_length) == 4096 < UNSTATED_CONTEXT

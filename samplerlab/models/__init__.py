@@ -27,6 +27,7 @@ from samplerlab.models.loading import (
     load_model,
     load_spec_model,
     preset_context_length,
+    preset_max_sequence_length,
     resolve_dtype_policy,
     resolve_preset,
 )
@@ -36,4 +37,5 @@ __all__ = ["ASSETS", "EMBEDDED_PREFIX", "FAMILIES", "GPT2_VOCAB_DIR", "HF_PREFIX
            "build_tiny_family", "check_preset_reference", "describe_family",
            "embedded_presets", "gpt2_tokenizer", "has_accelerator", "inspect_preset",
            "is_local_reference", "load_model", "load_spec_model", "preset_context_length",
-           "resolve_dtype_policy", "resolve_preset", "save_preset"]
+           "preset_max_sequence_length", "resolve_dtype_policy", "resolve_preset",
+           "save_preset"]

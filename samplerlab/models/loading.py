@@ -49,6 +49,9 @@ GPT2_VOCAB_DIR = ASSETS / "vocab" / "gpt2"
 KNOWN_PRESET_LIMITS = {"gpt2_base_en": 1024, "gpt2_medium_en": 1024, "gpt2_large_en": 1024,
                        "gpt2_extra_large_en": 1024, "gpt2_base_en_cnn_dailymail": 1024}
 KERAS_HUB_FORMAT, TRANSFORMERS_FORMAT = "keras_hub", "transformers"
+#: ``LoadedModel.max_sequence_length`` of a model that states no context length (rotary
+#: and ALiBi families): no cap.
+UNSTATED_CONTEXT = 2**31 - 1
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 MODELS_DOC = "docs/models.md"
 
@@ -219,6 +222,12 @@ def preset_context_length(preset: str) -> tuple[int, str] | None:
     return (limit, source) if limit is not None else None
 
 
+def preset_max_sequence_length(preset: str) -> int | None:
+    """The context length a preset states (:func:`preset_context_length` without where)."""
+    stated = preset_context_length(preset)
+    return stated[0] if stated is not None else None
+
+
 def has_accelerator() -> bool:
     import jax
 
@@ -281,6 +290,13 @@ class LoadedModel:
     def context_length(self) -> int | None:
         """The longest sequence the model takes, or None when nothing states one."""
         return self.family.context_length
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest sequence to feed the model, for capping lengths with ``min``: the
+        context length, or :data:`UNSTATED_CONTEXT` (no cap) when the model states none."""
+        limit = self.family.context_length
+        return limit if limit is not None else UNSTATED_CONTEXT
 
     @property
     def special_token_ids(self) -> tuple[int, ...]:
