@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -28,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from samplerlab.models.family import family_of
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("polynomial_decay", "constant")
@@ -73,8 +76,13 @@ def make_optimizer(name: str, learning_rate: Any, *, weight_decay: float | None 
 
 
 def text_dataset(texts: Sequence[str], batch_size: int, take_batches: int | None = None,
-                 shuffle_buffer: int | None = None, seed: int = 0) -> Any:
-    """Raw strings batched like the tutorial: ``batch(b).cache().prefetch().take(n)``."""
+                 shuffle_buffer: int | None = None, seed: int = 0,
+                 as_responses: bool = False) -> Any:
+    """Raw strings batched like the tutorial: ``batch(b).cache().prefetch().take(n)``.
+
+    ``as_responses``: each batch as ``{"prompts": "", "responses": texts}``, for
+    preprocessors that train on prompt/response pairs (Gemma 3).
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
@@ -84,6 +92,8 @@ def text_dataset(texts: Sequence[str], batch_size: int, take_batches: int | None
     ds = ds.batch(batch_size)
     if take_batches is not None:
         ds = ds.take(take_batches)
+    if as_responses:
+        ds = ds.map(lambda t: {"prompts": tf.fill(tf.shape(t), ""), "responses": t})
     return ds.cache().prefetch(tf.data.AUTOTUNE)
 
 
@@ -179,13 +189,47 @@ def _distribute_variables(causal_lm: Any, distribution: Any) -> None:
         relayout_variable(variable, distribution.get_variable_layout(variable))
 
 
+def enable_lora(causal_lm: Any, rank: int) -> int:
+    """KerasHub's ``backbone.enable_lora(rank)`` on the family's attention projections:
+    every base weight frozen, low-rank query/value updates trainable. Returns how many
+    LoRA weights train.
+
+    Raises:
+        ValueError: when no layer of the backbone takes LoRA.
+    """
+    family = family_of(type(causal_lm).__name__)
+    backbone = causal_lm.backbone
+    backbone.enable_lora(rank, target_layer_names=list(family.lora_layers)
+                         if family is not None and family.lora_layers else None)
+    lora = [w for w in backbone.trainable_weights if "lora_kernel" in w.path]
+    if not lora:
+        raise ValueError(f"KerasHub's enable_lora found no query/value layers in "
+                         f"{type(backbone).__name__}; LoRA cannot fine-tune it")
+    return len(lora)
+
+
+def _restore_sentencepiece(causal_lm: Any) -> None:
+    """Re-create a SentencePiece tokenizer's TensorFlow resource from its own proto.
+
+    ``keras.utils.set_random_seed`` calls ``tf.random.set_seed``, which clears
+    TensorFlow's eager caches and with them the resource a SentencePiece tokenizer built
+    earlier holds; ``fit``'s tf.data pipeline would then fail with "Resource
+    ...SentencepieceOp... does not exist" (Llama, Gemma, Mistral, Phi-3, ...).
+    """
+    preprocessor = getattr(causal_lm, "preprocessor", None)
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if getattr(tokenizer, "proto", None) is not None:
+        tokenizer.set_proto(tokenizer.proto)
+
+
 def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epochs: int = 1,
               take_batches: int | None = None, learning_rate: float = 5e-5,
               end_learning_rate: float = 0.0, schedule: str = "polynomial_decay",
               optimizer: str = "adam", seed: int = 0, distribution: Any = None,
               progress: Any = True, callbacks: Sequence[Any] = (),
               weight_decay: float | None = None,
-              shuffle_buffer: int | None = None) -> list[dict[str, Any]]:
+              shuffle_buffer: int | None = None,
+              lora_rank: int | None = None) -> list[dict[str, Any]]:
     """Fine-tune (or train from scratch) a KerasHub causal LM on raw strings, in place.
 
     Args:
@@ -208,6 +252,9 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
         weight_decay: AdamW's weight decay (ignored by the other optimizers).
         shuffle_buffer: shuffle texts through a buffer of this size each epoch (off by
             default, as in the tutorial).
+        lora_rank: fine-tune with LoRA at this rank (KerasHub's ``backbone.enable_lora``:
+            every base weight frozen, low-rank updates of the attention's query and value
+            projections trained). ``save_to_preset`` then saves the merged weights.
 
     Returns:
         One dict per step: ``epoch``, ``step`` (1-based, global), ``batch_loss`` (this
@@ -233,6 +280,7 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
         raise ValueError(f"distribution must be none or data_parallel, got {distribution!r}")
 
     keras.utils.set_random_seed(seed)
+    _restore_sentencepiece(causal_lm)
     sizes = batch_sizes(len(texts), batch_size, take_batches)
     steps_per_epoch = len(sizes)
     total_steps = steps_per_epoch * epochs
@@ -240,7 +288,11 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
         distribution = data_parallel_distribution()
     elif distribution == "none":
         distribution = None
-    ds = text_dataset(texts, batch_size, take_batches, shuffle_buffer, seed)
+    family = family_of(type(causal_lm).__name__)
+    ds = text_dataset(texts, batch_size, take_batches, shuffle_buffer, seed,
+                      as_responses=bool(family and family.prompt_response))
+    if lora_rank is not None:
+        enable_lora(causal_lm, lora_rank)
     # Under a distribution, the optimizer and metric variables must be created inside its
     # scope too, so everything the train step touches shares one device mesh.
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
@@ -292,7 +344,9 @@ def finetune_key_material(loaded_spec: Any, source: Any) -> dict[str, Any]:
                  "fingerprint": source.fingerprint()},
         "hyperparameters": {"batch_size": ft.batch_size, "take_batches": ft.take_batches,
                             "epochs": ft.epochs,
-                            "optimizer": ft.optimizer.model_dump(mode="json")},
+                            "optimizer": ft.optimizer.model_dump(mode="json"),
+                            # only when set: keys of full fine-tuning stay as they were
+                            **({"lora_rank": ft.lora_rank} if ft.lora_rank else {})},
         "seed": spec.seed,
     }
 
@@ -370,8 +424,10 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
         take_batches=ft.take_batches, learning_rate=opt.learning_rate,
         end_learning_rate=opt.end_learning_rate, schedule=opt.schedule, optimizer=opt.name,
         weight_decay=opt.weight_decay, seed=loaded_spec.spec.seed,
-        distribution=None if ft.distribution == "none" else ft.distribution,
-        progress=console if console is not None else True)
+        # A model-parallel model trains under the distribution its weights are laid out by.
+        distribution=(ft.distribution if ft.distribution != "none"
+                      else loaded_model.distribution),
+        progress=console if console is not None else True, lora_rank=ft.lora_rank)
 
     # Write into a temporary sibling and rename, so an interrupted run leaves no half preset
     # that a later run would mistake for a finished one.
@@ -401,7 +457,7 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
     ``plots/finetune_loss.png``) with a ``finetune.json`` summary, and the returned
     :class:`~samplerlab.models.LoadedModel` carries a note saying what happened.
     """
-    from samplerlab.models import load_model
+    from samplerlab.models import load_spec_model
 
     if loaded_spec.spec.finetune is None:
         return loaded_model
@@ -410,8 +466,13 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
     if run_dir is not None:
         copy_to_run_dir(result, Path(run_dir))
     model_spec = loaded_spec.spec.model
-    tuned = load_model(str(result.preset_dir), model_spec.sequence_length,
-                       model_spec.dtype_policy, model_spec.fast_decoding)
+    tuned = load_spec_model(model_spec, preset=str(result.preset_dir))
+    if tuned.context_length is None and loaded_model.context_length is not None:
+        # A preset saved from a Hugging Face checkpoint keeps no config.json: the base
+        # model's context length still holds.
+        tuned.family = dataclasses.replace(
+            tuned.family, context_length=loaded_model.context_length,
+            context_source=loaded_model.family.context_source)
     verb = "reused" if result.reused else "fine-tuned"
     tuned.notes = [*loaded_model.notes, f"{verb} {model_spec.preset} -> {result.preset_dir}"]
     tuned.preset = model_spec.preset

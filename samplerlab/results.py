@@ -71,9 +71,16 @@ def current_umask() -> int:
 
 _UMASK_LOCK = threading.Lock()
 
+# Characters str.splitlines() breaks JSON Lines at, which json.dumps leaves unescaped
+# with ensure_ascii=False (generated text holds them: byte-level BPE decodes U+0085).
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
 
 def _json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    for raw, escaped in _LINE_BREAKS.items():
+        text = text.replace(raw, escaped)  # only ever inside a JSON string: escape it
+    return text
 
 
 def safe_run_dir(root: Path, name: str, run_id: str) -> Path:

@@ -32,7 +32,7 @@ from samplerlab.results import (
     versions,
 )
 from samplerlab.spec import Cell, LoadedSpec
-from samplerlab.spec.checks import check_trace_top
+from samplerlab.spec.checks import check_lengths_fit, check_trace_top
 from samplerlab.traces.table import (
     REFERENCE_CELL,
     cell_traces_path,
@@ -64,11 +64,13 @@ class RunResult:
 
 
 def check_prompts(loaded: LoadedSpec, model: Any, prompts: list[Prompt]) -> None:
-    """Prompts must fit the preprocessor and leave room to generate (needs the tokenizer)."""
+    """Prompts must fit the preprocessor and leave room to generate, and the lengths must
+    fit the model's context (needs the tokenizer and the model's family)."""
     max_length = loaded.spec.generation.max_length
     seq_len = loaded.spec.model.sequence_length
+    overhead = model.family.prompt_overhead  # a start token, for families that prepend one
     for p in prompts:
-        n = len(np.asarray(model.tokenizer(p.text))) + 1  # + the start token
+        n = len(np.asarray(model.tokenizer(p.text))) + overhead
         loc = ("prompts", p.index) if isinstance(loaded.spec.prompts, list) else ("prompts",)
         if n > seq_len:
             raise loaded.error(f"prompt {p.index} is {n} tokens, longer than "
@@ -78,10 +80,7 @@ def check_prompts(loaded: LoadedSpec, model: Any, prompts: list[Prompt]) -> None
             raise loaded.error(f"prompt {p.index} is {n} tokens; generation.max_length "
                                f"({max_length}) must be above the prompt length: raise it",
                                loc)
-    if max_length > model.max_sequence_length:
-        raise loaded.error(f"{max_length} is beyond the model's max_sequence_length "
-                           f"({model.max_sequence_length}); lower it to "
-                           f"{model.max_sequence_length} or less", ("generation", "max_length"))
+    check_lengths_fit(loaded, model.context_length, model.family.context_source)
 
 
 def _device_names() -> list[str]:
@@ -99,7 +98,7 @@ def new_manifest(loaded: LoadedSpec, model: Any, run_id: str) -> dict[str, Any]:
         "git_revision": git_revision(), "seed": loaded.spec.seed,
         "model": {"preset": model.preset, "path": model.path,
                   "dtype_policy": model.dtype_policy, "fast_decoding": model.fast_decoding,
-                  "decoding": model.adapter.describe()},
+                  "decoding": model.adapter.describe(), **model.family.describe()},
         "notes": list(model.notes), "started": now(), "finished": None, "status": "running",
         "cells": [{"id": c.id, "index": c.index, "label": c.label, "sampler": c.sampler,
                    "params": c.params, "status": "pending", "error": None, "timing": None,
@@ -162,10 +161,9 @@ class Runner:
         return model, prompts
 
     def _load_model(self, prompts: list[Prompt]) -> Any:
-        from samplerlab.models import load_model
+        from samplerlab.models import load_spec_model
 
-        m = self.spec.model
-        model = load_model(m.preset, m.sequence_length, m.dtype_policy, m.fast_decoding)
+        model = load_spec_model(self.spec.model)
         check_prompts(self.loaded, model, prompts)
         check_trace_top(self.loaded, vocabulary_size(model))
         return model
@@ -189,9 +187,12 @@ class Runner:
     def job(self, run: RunDir, prompts: list[Prompt]) -> RunJob:
         """What every cell needs, as plain values an executor can ship anywhere."""
         spec = self.spec
+        distribution = spec.model.distribution
         return RunJob(model=self.model_reference(run), sequence_length=spec.model.sequence_length,
                       dtype_policy=spec.model.dtype_policy,
                       fast_decoding=spec.model.fast_decoding, generation=spec.generation,
+                      context_length=spec.model.context_length,
+                      model_parallel=distribution.model_parallel if distribution else None,
                       metrics=list(spec.metrics), prompts=list(prompts), spec_seed=spec.seed,
                       plugins=extra_plugin_targets())
 

@@ -159,3 +159,19 @@ def pip_install():
 def subprocess_env():
     """``subprocess_env(*paths, **variables)``: see :func:`_subprocess_env`."""
     return _subprocess_env
+
+@pytest.fixture(scope="session")
+def family_preset(tmp_path_factory):
+    """``family_preset(name)``: a tiny model of a family of ``samplerlab.models.family.
+    FAMILIES`` saved with ``save_to_preset``, built once per session."""
+    from samplerlab.models import build_tiny_family, save_preset
+
+    root = tmp_path_factory.mktemp("family-presets")
+    built: dict[str, Path] = {}
+
+    def preset(name: str) -> Path:
+        if name not in built:
+            built[name] = save_preset(build_tiny_family(name, sequence_length=32), root / name)
+        return built[name]
+
+    return preset

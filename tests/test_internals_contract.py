@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,13 @@ from samplerlab.models import internals
 PACKAGE = Path(internals.__file__).resolve().parents[1]
 
 
+@cache
 def _instances() -> dict[str, object]:
     """One live instance of every class named in the contract."""
     import keras
     import keras_hub
 
+    from samplerlab.models.builders import build_tiny_family
     from samplerlab.testing import tiny_causal_lm
 
     lm = tiny_causal_lm()
@@ -31,6 +34,8 @@ def _instances() -> dict[str, object]:
     return {
         "keras_hub.src.samplers.sampler:Sampler": keras_hub.samplers.TopKSampler(k=2),
         "keras_hub.src.models.causal_lm:CausalLM": lm,
+        "keras_hub.src.models.gemma3.gemma3_causal_lm:Gemma3CausalLM":
+            build_tiny_family("gemma3"),
         "keras_hub.src.layers.modeling.transformer_decoder:TransformerDecoder": decoder,
         "keras_hub.src.layers.modeling.cached_multi_head_attention:CachedMultiHeadAttention":
             internals.decoder_block(decoder).attention,

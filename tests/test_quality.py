@@ -224,7 +224,7 @@ def _refused(tmp_path, monkeypatch, capsys, spec: dict, *fragments: str) -> None
      ("metrics_model.preset", "does not exist")),
     ({"metrics_model": {"preset": "samplerlab:nope"}}, ("metrics_model.preset", "no embedded")),
     ({"metrics_model": {"sequence_length": 5000}},
-     ("metrics_model.sequence_length", "max_sequence_length")),
+     ("metrics_model.sequence_length", "context length")),
     ({"prompts": ["I like basketball", "My trip"]}, ("metrics[8]", "human text", "dataset")),
     ({"prompts": {"dataset": {"source": "inline", "texts": PASSAGES}, "take": 1,
                   "prefix_words": 4}, "generation": {"max_length": 20,

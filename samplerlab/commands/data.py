@@ -101,7 +101,7 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Fine-tune the spec's model on its dataset (or reuse the cached result)."""
         from samplerlab.finetune import finetune_from_spec
-        from samplerlab.models import load_model
+        from samplerlab.models import load_spec_model
         from samplerlab.spec import load_spec
 
         loaded = load_spec(spec, overrides=override)
@@ -110,8 +110,7 @@ def register(cli: typer.Typer) -> None:
                                  "spec) or sample with samplerlab run", file=str(spec),
                                  field="finetune")
         console = Console(stderr=True, quiet=quiet)
-        m = loaded.spec.model
-        model = load_model(m.preset, m.sequence_length, m.dtype_policy, m.fast_decoding)
+        model = load_spec_model(loaded.spec.model)
         result = finetune_from_spec(loaded, model,
                                     results_root=results_root or loaded.spec.output.root,
                                     console=console)

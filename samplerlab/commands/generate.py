@@ -17,7 +17,8 @@ def register(cli: typer.Typer) -> None:
 
 def generate(
     prompt: Annotated[str, typer.Argument(help="the prompt")],
-    preset: Annotated[str, typer.Option("--preset", help="preset name, directory or "
+    preset: Annotated[str, typer.Option("--preset", help="KerasHub preset name, preset or "
+                                        "Hugging Face directory, hf://org/name or "
                                         "samplerlab:NAME")] = "samplerlab:tiny-en",
     sampler: Annotated[str, typer.Option("--sampler", help="sampler name")] = "top_k",
     param: Annotated[list[str] | None, typer.Option(
@@ -53,7 +54,7 @@ def generate(
     model = load_model(preset, sequence_length)
     sampler = entry.build(**params)
     inputs = model.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
-    program = ProgramCache(model.adapter).get(sampler, inputs, (model.end_token_id,))
+    program = ProgramCache(model.adapter).get(sampler, inputs, model.stop_token_ids)
     text = model.preprocessor.generate_postprocess(program(sampler, inputs))
     out.print(_first(text), markup=False, highlight=False)
 

@@ -57,15 +57,18 @@ def batch_count(prompts: int, generation: Any) -> int:
 
 
 def split_continuations(out: dict[str, np.ndarray], prompt_mask: np.ndarray,
-                        end_token_id: int | None) -> list[tuple[list[int], str]]:
-    """Per row: generated token ids (end token dropped) and why generation stopped."""
+                        stop_token_ids: tuple[int, ...] | None) -> list[tuple[list[int], str]]:
+    """Per row: generated token ids (cut before the first stop token) and why generation
+    stopped."""
+    stops = set(stop_token_ids or ())
     results = []
     for ids, mask, pmask in zip(out["token_ids"], out["padding_mask"], prompt_mask, strict=True):
         start = int(pmask.sum())
         gen = [int(t) for t, m in zip(ids[start:], mask[start:], strict=True) if m]
         reason = STOP_MAX
-        if end_token_id is not None and end_token_id in gen:
-            gen = gen[: gen.index(end_token_id)]
+        end = next((i for i, t in enumerate(gen) if t in stops), None)
+        if end is not None:
+            gen = gen[:end]
             reason = STOP_END
         results.append((gen, reason))
     return results
@@ -94,7 +97,8 @@ class CellEngine:
     def __init__(self, model: Any, generation: Any) -> None:
         self.model = model
         self.generation = generation
-        self.stop_token_ids = ((model.end_token_id,) if generation.stop_at_end_token
+        # The model's own stop tokens (its end token, and e.g. Llama 3's <|eot_id|>).
+        self.stop_token_ids = (tuple(model.stop_token_ids) if generation.stop_at_end_token
                                else None)
         self.programs = ProgramCache(model.adapter)
         self._texts: Any = None  # token texts for traces, detokenized once per engine
@@ -204,7 +208,7 @@ class CellEngine:
         if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab:
             raise CellFailed(f"sampler '{cell.sampler}' produced token ids outside "
                              f"[0, {vocab}) (NaN probabilities or a bad get_next_token)")
-        return split_continuations(out, prompt_mask, self.model.end_token_id)[:n]
+        return split_continuations(out, prompt_mask, self.model.stop_token_ids)[:n]
 
     def _sample(self, cell: Any, prompt: Any, sample_index: int, seed: int,
                 tokens: list[int], reason: str, prompt_tokens: int, batch: int,
@@ -218,7 +222,9 @@ class CellEngine:
                 "batch_index": batch, "batch_seconds": round(seconds, 6)}
 
     def _text(self, tokens: list[int]) -> str:
-        return detokenize(self.model.tokenizer, tokens)
+        # Special tokens are stripped, as KerasHub's generate_postprocess strips them.
+        special = set(self.model.special_token_ids)
+        return detokenize(self.model.tokenizer, [t for t in tokens if t not in special])
 
     def _call(self, cell: Any, sampler: Any, texts: list[str], observers: tuple = ()) -> tuple:
         try:

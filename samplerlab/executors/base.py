@@ -34,6 +34,9 @@ class RunJob:
         spec_seed: the spec's seed (each cell's seed derives from it).
         plugins: plugin files (absolute) and modules loaded beyond the built-ins and the
             installed entry points, for workers to load too.
+        context_length: the spec's ``model.context_length``.
+        model_parallel: the spec's ``model.distribution.model_parallel`` (each worker
+            shards its own copy of the model over its own devices).
     """
 
     model: str
@@ -45,6 +48,8 @@ class RunJob:
     prompts: list[Any]
     spec_seed: int
     plugins: tuple[str, ...] = ()
+    context_length: int | None = None
+    model_parallel: int | None = None
 
 
 @dataclass

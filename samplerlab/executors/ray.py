@@ -103,12 +103,13 @@ def _worker_executor(job: RunJob, shipped: list | None) -> Any:
     from samplerlab.models import load_model
 
     key = (job.model, job.sequence_length, job.dtype_policy, job.fast_decoding,
-           shipped is not None)
+           job.context_length, job.model_parallel, shipped is not None)
     if _WORKER["model_key"] != key:
         _WORKER["executor"] = None  # free the previous model first
         reference = _worker_preset(job.model, shipped)
-        _WORKER["executor"] = LocalExecutor(load_model(reference, job.sequence_length,
-                                                       job.dtype_policy, job.fast_decoding))
+        _WORKER["executor"] = LocalExecutor(load_model(
+            reference, job.sequence_length, job.dtype_policy, job.fast_decoding,
+            context_length=job.context_length, model_parallel=job.model_parallel))
         _WORKER["model_key"] = key
     return _WORKER["executor"]
 

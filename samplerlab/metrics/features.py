@@ -70,10 +70,13 @@ def token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return [[int(t) for t in np.asarray(row).ravel()] for row in out]
 
 
-def scoring_window(model: Any, max_tokens: int | None) -> int:
-    """Tokens of one scored sequence: ``max_tokens`` within the model's positions."""
-    limit = int(model.causal_lm.backbone.max_sequence_length)
-    return min(limit, max_tokens) if max_tokens else limit
+def scoring_window(model: Any, max_tokens: int | None) -> int | None:
+    """Tokens of one scored sequence: ``max_tokens`` within the model's context length
+    (``LoadedModel.context_length``); None when neither sets a limit."""
+    limit = model.context_length
+    if not max_tokens:
+        return limit
+    return min(limit, max_tokens) if limit is not None else max_tokens
 
 
 def embed(model: Any, texts: list[str], pooling: Pooling = "last", *, batch_size: int = 4,
@@ -123,7 +126,7 @@ def embed(model: Any, texts: list[str], pooling: Pooling = "last", *, batch_size
 def _pooled(model: Any, rows: list[list[int]], pooling: Pooling, batch_size: int) -> np.ndarray:
     # Every batch has the same shape (padded rows, width rounded up to 32): one trace.
     longest = max(len(r) for r in rows)
-    width = min(int(model.causal_lm.backbone.max_sequence_length), -(-longest // 32) * 32)
+    width = min(model.max_sequence_length, -(-longest // 32) * 32)
     ids = np.zeros((batch_size, width), dtype="int32")
     mask = np.zeros((batch_size, width), dtype=bool)
     for i, row in enumerate(rows):

@@ -24,20 +24,23 @@ def continuation_nll(causal_lm: Any, contexts: list[list[int]], continuations: l
                      on_batch: Any = None) -> np.ndarray:
     """Summed negative log-likelihood (nats) of each continuation given its context.
 
-    Sequences longer than ``limit`` (default: the model's positions) keep their
-    continuation (its first ``limit - 1`` tokens) and lose the oldest context tokens.
-    Batches are right-padded; padding never reaches a scored position because attention
-    is causal.
+    Sequences longer than ``limit`` (the scoring window, :func:`scoring_window`; None:
+    the model states no context length and nothing is cut) keep their continuation (its
+    first ``limit - 1`` tokens) and lose the oldest context tokens. Batches are
+    right-padded; padding never reaches a scored position because attention is causal.
     """
-    limit = int(limit or causal_lm.backbone.max_sequence_length)
     rows = []
     for ctx, cont in zip(contexts, continuations, strict=True):
-        cont = list(cont)[: limit - 1]
-        rows.append((list(ctx)[-(limit - len(cont)):], cont))
+        ctx, cont = list(ctx), list(cont)
+        if limit is not None:
+            cont = cont[: limit - 1]
+            ctx = ctx[-(limit - len(cont)):]
+        rows.append((ctx, cont))
     # One input shape for every batch (width rounded up, short batches padded with empty
     # rows): JAX compiles the forward pass once instead of once per shape.
     longest = max((len(c) + len(t) for c, t in rows), default=1)
-    width = min(limit, -(-longest // 32) * 32)
+    width = -(-longest // 32) * 32
+    width = min(limit, width) if limit is not None else width
     out = np.zeros(len(rows))
     for start in range(0, len(rows), batch_size):
         ids = np.zeros((batch_size, width), dtype="int32")
@@ -105,7 +108,8 @@ class Perplexity(SumPooledMetric):
             continuations = token_ids(model.tokenizer, [s.get("text") or "" for s in samples])
         nll = continuation_nll(model.causal_lm, contexts, continuations, context.batch_size,
                                limit, on_batch=context.advance)
-        lengths = np.array([min(len(c), limit - 1) for c in continuations], dtype=float)
+        lengths = np.array([min(len(c), limit - 1) if limit is not None else len(c)
+                            for c in continuations], dtype=float)
         return np.column_stack([nll, lengths])
 
     def from_sums(self, sums: np.ndarray) -> dict[str, np.ndarray]:

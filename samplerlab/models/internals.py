@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 CONTRACT: dict[str, tuple[str, ...]] = {
     "keras_hub.src.samplers.sampler:Sampler": ("_seed_generators",),
     "keras_hub.src.models.causal_lm:CausalLM": ("_build_cache",),
+    # Gemma 3's cache is seeded with padding-aware arguments (its generate_step's).
+    "keras_hub.src.models.gemma3.gemma3_causal_lm:Gemma3CausalLM": ("_build_cache",),
     "keras_hub.src.layers.modeling.transformer_decoder:TransformerDecoder": (
         "_self_attention_layer", "_self_attention_layer_norm", "_self_attention_dropout",
         "_feedforward_layer_norm", "_feedforward_intermediate_dense",
@@ -35,6 +37,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
 # Module-level functions samplerlab imports from KerasHub's private modules.
 CONTRACT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "keras_hub.src.utils.tensor_utils": ("any_equal",),
+    "keras_hub.src.utils.preset_utils": ("get_preset_loader",),
 }
 
 
@@ -75,9 +78,21 @@ def any_equal(inputs: Any, values: Any, padding_mask: Any) -> Any:
 
 
 # -------------------------------------------------------------------------- models
-def build_cache(causal_lm: Any, token_ids: Any) -> tuple[Any, Any]:
-    """KerasHub's ``CausalLM._build_cache``: ``(hidden_states, cache)`` seeded on the prompt."""
-    return private(causal_lm, "_build_cache")(token_ids)
+def build_cache(causal_lm: Any, token_ids: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """KerasHub's ``CausalLM._build_cache``: ``(hidden_states, cache)`` seeded on the prompt
+    (``args``/``kwargs``: the family's extra arguments, as its ``generate_step`` passes
+    them)."""
+    return private(causal_lm, "_build_cache")(token_ids, *args, **kwargs)
+
+
+def preset_backbone_class(preset: str) -> type:
+    """The backbone class a preset holds (KerasHub, transformers or timm format), read
+    from its config.json without building the model: KerasHub's own preset loader
+    (the class ``from_preset`` would build)."""
+    from keras_hub.src.utils import preset_utils
+
+    loader = private(preset_utils, "get_preset_loader")(preset)
+    return loader.check_backbone_class()
 
 
 class DecoderBlock(NamedTuple):

@@ -66,22 +66,48 @@ def check_plugins_and_params(loaded: LoadedSpec) -> None:
 
 
 def check_model(loaded: LoadedSpec) -> None:
-    from samplerlab.models import check_preset_reference, preset_max_sequence_length
+    """The preset is a causal LM samplerlab runs, and the lengths fit its context (read
+    from its config.json, no Keras)."""
+    from samplerlab.models import inspect_preset, preset_context_length
 
     spec = loaded.spec
+    model = spec.model
     try:
-        check_preset_reference(spec.model.preset)
+        directory = inspect_preset(model.preset)
     except UserInputError as exc:
         raise loaded.error(exc.problem, ("model", "preset")) from None
-    limit = preset_max_sequence_length(spec.model.preset)
-    if limit is not None and spec.generation.max_length > limit:
-        raise loaded.error(f"{spec.generation.max_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower it to {limit} or less",
-                           ("generation", "max_length"))
-    if limit is not None and spec.model.sequence_length > limit:
-        raise loaded.error(f"{spec.model.sequence_length} is beyond the model's "
-                           f"max_sequence_length ({limit}); lower it to {limit} or less",
-                           ("model", "sequence_length"))
+    stated = preset_context_length(model.preset)
+    if stated is not None and model.context_length is not None \
+            and model.context_length > stated[0]:
+        raise loaded.error(f"{model.context_length} is beyond the context length the model "
+                           f"states ({stated[0]}, its {stated[1]}); lower or remove it",
+                           ("model", "context_length"))
+    limit, source = stated or (model.context_length, "model.context_length")
+    check_lengths_fit(loaded, limit, source)
+    if model.distribution is not None and directory is not None \
+            and not directory.family.layout_map and model.distribution.model_parallel > 1:
+        from samplerlab.models import FAMILIES
+
+        able = ", ".join(f.title for f in FAMILIES.values() if f.layout_map)
+        raise loaded.error(f"{directory.family.backbone} has no layout map in KerasHub "
+                           "(get_layout_map), so it cannot be sharded; model parallelism "
+                           f"works for: {able}", ("model", "distribution", "model_parallel"))
+    finetune = spec.finetune
+    if finetune is not None and model.distribution is not None \
+            and finetune.distribution != "none":
+        raise loaded.error("fine-tuning with data_parallel cannot be combined with "
+                           "model.distribution (the model is already laid out over the "
+                           "devices); remove one", ("finetune", "distribution"))
+
+
+def check_lengths_fit(loaded: LoadedSpec, limit: int | None, source: str) -> None:
+    """``generation.max_length`` and ``model.sequence_length`` within the model's context
+    length ``limit`` (None: the model states none), ``source`` saying where it is stated."""
+    for value, loc in ((loaded.spec.generation.max_length, ("generation", "max_length")),
+                       (loaded.spec.model.sequence_length, ("model", "sequence_length"))):
+        if limit is not None and value > limit:
+            raise loaded.error(f"{value} is beyond the model's context length ({limit}, its "
+                               f"{source}); lower {'.'.join(loc)} to {limit} or less", loc)
 
 
 def check_quality(loaded: LoadedSpec) -> None:
@@ -102,7 +128,7 @@ def check_quality(loaded: LoadedSpec) -> None:
     if judge.sequence_length is not None and limit is not None and \
             judge.sequence_length > limit:
         raise loaded.error(f"{judge.sequence_length} is beyond the scoring model's "
-                           f"max_sequence_length ({limit}); lower it",
+                           f"context length ({limit}); lower it",
                            ("metrics_model", "sequence_length"))
     if spec.human is not None:
         try:

@@ -17,11 +17,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DistributionSpec(_Strict):
+    """How the model's weights are spread over devices."""
+
+    model_parallel: int = Field(ge=1, description=(
+        "shard the weights over this many devices with keras.distribution.ModelParallel "
+        "and the backbone's own layout map (get_layout_map; docs/models.md lists the "
+        "families that have one)"))
+
+
 class ModelSpec(_Strict):
-    """Which GPT-2 to load."""
+    """Which causal LM to load (any family of docs/models.md)."""
 
     preset: str = Field("samplerlab:tiny-en", description=(
-        "KerasHub preset name (gpt2_base_en, ...), a local preset directory, or "
+        "KerasHub preset name (gpt2_base_en, llama3_8b_en, ...), a local preset directory "
+        "(save_to_preset), a local Hugging Face checkpoint directory, hf://org/name, or "
         "samplerlab:<name> for a preset shipped with samplerlab"))
     sequence_length: int = Field(128, ge=2, description="preprocessor sequence length "
                                  "(fine-tuning packs to it; prompts must fit in it)")
@@ -32,6 +42,13 @@ class ModelSpec(_Strict):
         "run GPT-2's cached forward pass with samplerlab's per-layer key/value cache "
         "(same layers, same tokens, no cache copies per step; docs/performance.md). false "
         "runs KerasHub's own call_with_cache"))
+    context_length: int | None = Field(None, ge=2, description=(
+        "the model's context length in tokens, for models whose configuration states none "
+        "(rotary positions: Llama, Qwen, Gemma, Mistral, ...); generation.max_length and "
+        "sequence_length are then checked against it. A model that states its context "
+        "refuses a larger value"))
+    distribution: DistributionSpec | None = Field(None, description=(
+        "model parallelism for models larger than one device: {model_parallel: N}"))
 
     @field_validator("dtype_policy")
     @classmethod
@@ -72,6 +89,10 @@ class FinetuneSpec(_Strict):
     epochs: int = Field(1, ge=1)
     optimizer: OptimizerSpec = OptimizerSpec()
     distribution: Literal["none", "data_parallel"] = "none"
+    lora_rank: int | None = Field(None, ge=1, description=(
+        "fine-tune with KerasHub's enable_lora at this rank: base weights frozen, only "
+        "the low-rank query/value updates train (for models too large to fine-tune whole); "
+        "the cached preset holds the merged weights"))
     cache: bool = Field(True, description="reuse a fine-tuned preset with the same key "
                         "instead of retraining")
 

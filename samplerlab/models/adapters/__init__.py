@@ -12,7 +12,7 @@ from typing import Any
 
 from samplerlab.models.adapters.base import DecodingAdapter
 
-__all__ = ["DecodingAdapter", "adapter_for", "fast_adapters"]
+__all__ = ["DecodingAdapter", "adapter_for", "fast_adapters", "family_adapters"]
 
 
 def fast_adapters() -> list[type[DecodingAdapter]]:
@@ -22,8 +22,17 @@ def fast_adapters() -> list[type[DecodingAdapter]]:
     return [GPT2Adapter]
 
 
+def family_adapters() -> list[type[DecodingAdapter]]:
+    """KerasHub-path adapters of families whose ``generate_step`` differs from the common
+    loop (they run KerasHub's own ``call_with_cache`` with the family's arguments)."""
+    from samplerlab.models.adapters.gemma3 import Gemma3Adapter
+
+    return [Gemma3Adapter]
+
+
 def adapter_for(causal_lm: Any, fast: bool = True) -> DecodingAdapter:
-    """The fast adapter that supports ``causal_lm`` (when ``fast``), else KerasHub's path.
+    """The fast adapter that supports ``causal_lm`` (when ``fast``), else KerasHub's path
+    (the family's own where its generate loop differs).
 
     Example:
 
@@ -33,8 +42,8 @@ def adapter_for(causal_lm: Any, fast: bool = True) -> DecodingAdapter:
     adapter_for(causal_lm, fast=False).name   # "keras_hub"
     ```
     """
-    if fast:
-        for adapter in fast_adapters():
-            if adapter.supports(causal_lm):
-                return adapter(causal_lm)
+    candidates = (fast_adapters() if fast else []) + family_adapters()
+    for adapter in candidates:
+        if adapter.supports(causal_lm):
+            return adapter(causal_lm)
     return DecodingAdapter(causal_lm)
