@@ -83,7 +83,7 @@ CASES = [
      ["samples_per_prompt"]),
     ("batch-size-zero", ("generation.batch_size", 0), [], ["batch_size"]),
     ("max-length-beyond-model", ("generation.max_length", 5000), [],
-     ["max_length", "max_sequence_length", "to 1024 or less"]),
+     ["max_length", "max_sequence_length", "to 256 or less"]),
     ("unknown-dtype-policy", ("model.dtype_policy", "float8"), [], ["dtype_policy"]),
     ("missing-preset-dir", ("model.preset", "./no/such/preset"), [],
      ["model.preset", "does not exist"]),

@@ -182,7 +182,9 @@ def test_a_run_stopped_before_its_model_metrics_scores_them_on_resume(judged_run
 def test_a_judge_that_fails_to_load_late_keeps_the_samples(tiny_preset, tmp_path, capsys):
     broken = tmp_path / "broken-judge"
     broken.mkdir()
-    (broken / "config.json").write_text("{}")  # passes the early check, fails to load
+    # A GPT-2 backbone config without weights: passes the early check, fails to load.
+    (broken / "config.json").write_text(json.dumps({"registered_name": "keras_hub>GPT2Backbone",
+                                                    "config": {}}))
     spec = quality_spec(tiny_preset, metrics_model={"preset": str(broken)})
     spec["samplers"] = ["greedy"]
     spec["metrics"] = ["rep_n", "perplexity"]
