@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -19,16 +20,30 @@ from samplerlab.models import internals
 PACKAGE = Path(internals.__file__).resolve().parents[1]
 
 
+@cache
 def _instances() -> dict[str, object]:
     """One live instance of every class named in the contract."""
     import keras
     import keras_hub
 
+    from samplerlab.models.builders import tiny_backbone
     from samplerlab.testing import tiny_causal_lm
 
     lm = tiny_causal_lm()
     decoder = lm.backbone.transformer_layers[0]
+    # The Llama-style decoders and their attention layers (adapters/llama.py).
+    rotary = {}
+    for family, module in (("llama", "llama.llama_decoder"),
+                           ("mistral", "mistral.mistral_transformer_decoder"),
+                           ("qwen", "qwen.qwen_decoder"), ("qwen3", "qwen3.qwen3_decoder")):
+        layer = tiny_backbone(family, num_layers=1).transformer_layers[0]
+        attention = internals.gated_decoder_block(layer).attention
+        rotary[f"keras_hub.src.models.{module}:{type(layer).__name__}"] = layer
+        rotary[f"{type(attention).__module__}:{type(attention).__name__}"] = attention
+    gemma = tiny_backbone("gemma", num_layers=1).transformer_layers[0]
     return {
+        **rotary,
+        "keras_hub.src.models.gemma.gemma_attention:CachedGemmaAttention": gemma.attention,
         "keras_hub.src.samplers.sampler:Sampler": keras_hub.samplers.TopKSampler(k=2),
         "keras_hub.src.models.causal_lm:CausalLM": lm,
         "keras_hub.src.layers.modeling.transformer_decoder:TransformerDecoder": decoder,
