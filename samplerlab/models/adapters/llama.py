@@ -341,55 +341,100 @@ class GemmaAdapter(RotaryDecoderAdapter):
 
 
 # ---------------------------------------------------------------------- attention
+# Layout: per key/value head, the ``group`` query heads it serves and the ``n`` positions
+# form the rows of one matrix, ``(batch, kv_heads, group * n, head_dim)``, so both
+# attention products are plain batched matrix products over the cache's own layout.
+# (Written as 5-d einsums with the output transposed, XLA:CPU ran the value product as a
+# generic dot, about twice the cost of the other.)
 def _self_attention(layer: Layer, x: Any, cache: tuple, index: Any, visible: Any) -> tuple:
     """Cached grouped-query self-attention, the cache in ``(batch, kv_heads, length, dim)``
     and each group's query heads attending to their one key/value head."""
-    query = _grouped(layer, layer.rope(layer.query(x), index))     # (b, n, kv, group, dim)
+    query = layer.rope(layer.query(x), index)                  # (batch, n, heads, dim)
     key_cache = write_at(cache[0], layer.rope(layer.key(x), index), index)
     value_cache = write_at(cache[1], layer.value(x), index)
-    logits = layer.arithmetic.logits(query, key_cache, "bqkgh,bksh->bkgqs")
-    weights = layer.arithmetic.weights(logits, visible[:, None, None], value_cache.dtype)
-    output = ops.einsum("bkgqs,bksh->bqkgh", weights, value_cache)
-    return layer.output(_heads(output)), (key_cache, value_cache)
+    rows = _rows(layer, query)                                 # (batch, kv, group * n, dim)
+    group = ops.shape(rows)[2] // ops.shape(query)[1]
+    logits = layer.arithmetic.logits(rows, key_cache, "bkmh,bksh->bkms")
+    weights = layer.arithmetic.weights(logits, ops.tile(visible, (1, group, 1))[:, None],
+                                       value_cache.dtype)
+    output = ops.einsum("bkms,bksh->bkmh", weights, value_cache)
+    return _project(layer.output, _unrows(output, ops.shape(query)[1])), \
+        (key_cache, value_cache)
 
 
 def _candidate_attention(layer: Layer, x: Any, cache: tuple, index: Any) -> tuple:
     """``k`` candidates per row at position ``index``: each attends to the row's cached
     prefix and to its own key and value, which sit where KerasHub would have written
     them (column ``index``)."""
-    query = _grouped(layer, _at(layer.rope, layer.query(x), index))   # (b, k, kv, g, dim)
+    query = _at(layer.rope, layer.query(x), index)             # (batch, k, heads, dim)
     key, value = _at(layer.rope, layer.key(x), index), layer.value(x)  # (b, k, kv, dim)
     key_cache, value_cache = cache
+    k = ops.shape(query)[1]
+    rows = _rows(layer, query)                                 # (batch, kv, group * k, dim)
+    group = ops.shape(rows)[2] // k
+    # Row m is candidate m % k: its own key and value, repeated over the group (small).
+    own_key = ops.tile(ops.transpose(key, (0, 2, 1, 3)), (1, 1, group, 1))
+    own_value = ops.tile(ops.transpose(value, (0, 2, 1, 3)), (1, 1, group, 1))
     index = ops.cast(index, "int32")
     columns = ops.arange(ops.shape(key_cache)[2], dtype="int32")
-    own = (columns == index)[None, None, None, None, :]
+    own = (columns == index)[None, None, None, :]
     arithmetic = layer.arithmetic
-    logits = ops.where(own, arithmetic.logits(query, key, "bckgh,bckh->bkgc")[..., None],
-                       arithmetic.logits(query, key_cache, "bckgh,bksh->bkgcs"))
+    logits = ops.where(own, arithmetic.logits(rows, own_key, "bkmh,bkmh->bkm")[..., None],
+                       arithmetic.logits(rows, key_cache, "bkmh,bksh->bkms"))
     visible = causal_mask(1, ops.shape(key_cache)[2], index, layer.window)
-    weights = arithmetic.weights(logits, visible[:, None, None], value_cache.dtype)
+    weights = arithmetic.weights(logits, visible[:, None], value_cache.dtype)
     own_weight = ops.sum(ops.where(own, weights, ops.zeros_like(weights)), axis=-1)
     prefix_weights = ops.where(own, ops.zeros_like(weights), weights)
-    # One product per candidate: XLA:CPU runs a batched product with k > 1 queries per
-    # (batch, head) much slower than k products with one query each (see gpt2.py).
-    output = ops.concatenate(
-        [ops.einsum("bkgcs,bksh->bckgh", prefix_weights[:, :, :, i:i + 1], value_cache)
-         for i in range(ops.shape(query)[1])], axis=1)
-    output = output + (ops.transpose(own_weight, (0, 3, 1, 2))[..., None]
-                       * value[:, :, :, None, :])
-    return layer.output(_heads(output)), (key, value)
+    output = (ops.einsum("bkms,bksh->bkmh", prefix_weights, value_cache)
+              + own_weight[..., None] * own_value)
+    return _project(layer.output, _unrows(output, k)), (key, value)
 
 
-def _grouped(layer: Layer, query: Any) -> Any:
-    """``(batch, n, query_heads, dim)`` -> ``(batch, n, kv_heads, group, dim)``: query head
-    ``u`` reads key/value head ``u // group``, as KerasHub's ``ops.repeat`` pairs them."""
+def _rows(layer: Layer, query: Any) -> Any:
+    """``(batch, n, heads, dim)`` -> ``(batch, kv_heads, group * n, dim)``, row
+    ``g * n + i`` = position ``i`` of query head ``kv * group + g``: query head ``u``
+    reads key/value head ``u // group``, as KerasHub's ``ops.repeat`` pairs them."""
     batch, n, heads, dim = ops.shape(query)
-    return ops.reshape(query, (batch, n, layer.kv_heads, heads // layer.kv_heads, dim))
+    group = heads // layer.kv_heads
+    grouped = ops.reshape(query, (batch, n, layer.kv_heads, group, dim))
+    return ops.reshape(ops.transpose(grouped, (0, 2, 3, 1, 4)),
+                       (batch, layer.kv_heads, group * n, dim))
 
 
-def _heads(output: Any) -> Any:
-    batch, n, kv_heads, group, dim = ops.shape(output)
+def _unrows(output: Any, n: int) -> Any:
+    """The inverse of :func:`_rows`: ``(batch, n, heads, dim)``."""
+    batch, kv_heads, rows, dim = ops.shape(output)
+    group = rows // n
+    if n == 1:  # decoding: the same memory order, no transpose
+        return ops.reshape(output, (batch, 1, kv_heads * group, dim))
+    output = ops.transpose(ops.reshape(output, (batch, kv_heads, group, n, dim)),
+                           (0, 3, 1, 2, 4))
     return ops.reshape(output, (batch, n, kv_heads * group, dim))
+
+
+# The attention output projections' equations (Llama family, Gemma): a product over
+# (heads, head_dim), the kernel's two leading axes.
+_OUTPUT_EQUATIONS = ("bquh,uhm->bqm", "btnh,nhd->btd")
+
+
+def _project(dense: Any, x: Any) -> Any:
+    """The attention output projection ``dense(x)``, computed with the contracted axes
+    named in the kernel's order.
+
+    ``jnp.einsum`` contracts its summed axes in alphabetical order of their letters: for
+    KerasHub's ``"bquh,uhm->bqm"`` that is ``(h, u)``, the reverse of the kernel's
+    ``(heads, head_dim, hidden)`` layout, so XLA transposes the whole kernel (2.4 MB per
+    layer on the 125M Llama) at every decoding step. The same product with the letters
+    in kernel order reads it in place. A quantized or LoRA-adapted layer runs its own
+    ``call``.
+    """
+    if (dense.equation not in _OUTPUT_EQUATIONS or dense.quantization_mode is not None
+            or dense.lora_enabled):
+        return dense(x)
+    out = ops.einsum("bqac,acm->bqm", x, ops.cast(dense.kernel, dense.compute_dtype))
+    if dense.bias is not None:
+        out = ops.add(out, ops.cast(dense.bias, dense.compute_dtype))
+    return out if dense.activation is None else dense.activation(out)
 
 
 def _at(rope: Any, x: Any, index: Any) -> Any:
