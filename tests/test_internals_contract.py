@@ -31,7 +31,19 @@ def _instances() -> dict[str, object]:
 
     lm = tiny_causal_lm()
     decoder = lm.backbone.transformer_layers[0]
+    # The Llama-style decoders and their attention layers (adapters/llama.py).
+    rotary = {}
+    for family, module in (("llama", "llama.llama_decoder"),
+                           ("mistral", "mistral.mistral_transformer_decoder"),
+                           ("qwen", "qwen.qwen_decoder"), ("qwen3", "qwen3.qwen3_decoder")):
+        layer = build_tiny_family(family, num_layers=1).backbone.transformer_layers[0]
+        attention = internals.gated_decoder_block(layer).attention
+        rotary[f"keras_hub.src.models.{module}:{type(layer).__name__}"] = layer
+        rotary[f"{type(attention).__module__}:{type(attention).__name__}"] = attention
+    gemma = build_tiny_family("gemma", num_layers=1).backbone.transformer_layers[0]
     return {
+        **rotary,
+        "keras_hub.src.models.gemma.gemma_attention:CachedGemmaAttention": gemma.attention,
         "keras_hub.src.samplers.sampler:Sampler": keras_hub.samplers.TopKSampler(k=2),
         "keras_hub.src.models.causal_lm:CausalLM": lm,
         "keras_hub.src.models.gemma3.gemma3_causal_lm:Gemma3CausalLM":

@@ -267,3 +267,18 @@ def save_preset(causal_lm: Any, path: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     causal_lm.save_to_preset(str(path))
     return path
+
+
+def build_llama_120m(seed: int = 0, dtype: str | None = None) -> Any:
+    """A ~125M-parameter Llama 3 architecture with random weights, no preprocessor: hidden
+    768, 12 layers, 12 query heads sharing 4 key/value heads, feed-forward 2048, vocabulary
+    32,000, untied embeddings (the benchmark model of ``tests/benchmarks/test_bench_llama.py``)."""
+    import_tensorflow_quietly()
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.Llama3Backbone(
+        vocabulary_size=32_000, num_layers=12, num_query_heads=12, num_key_value_heads=4,
+        hidden_dim=768, intermediate_dim=2048, rope_max_wavelength=500_000, dtype=dtype)
+    return keras_hub.models.Llama3CausalLM(backbone=backbone, preprocessor=None)

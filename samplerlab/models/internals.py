@@ -32,12 +32,32 @@ CONTRACT: dict[str, tuple[str, ...]] = {
         "_query_dense", "_key_dense", "_value_dense", "_output_dense",
         "_inverse_sqrt_key_dim"),
     "keras.src.backend.common.variables:Variable": ("_layout", "_direct_assign"),
+    # Llama-style decoders (samplerlab/models/adapters/llama.py): one block design.
+    **dict.fromkeys((
+        "keras_hub.src.models.llama.llama_decoder:LlamaTransformerDecoder",
+        "keras_hub.src.models.mistral.mistral_transformer_decoder:MistralTransformerDecoder",
+        "keras_hub.src.models.qwen.qwen_decoder:QwenTransformerDecoder",
+        "keras_hub.src.models.qwen3.qwen3_decoder:Qwen3TransformerDecoder"), (
+        "_self_attention_layer", "_self_attention_layernorm", "_feedforward_layernorm",
+        "_feedforward_gate_dense", "_feedforward_intermediate_dense",
+        "_feedforward_output_dense")),
+    **dict.fromkeys((
+        "keras_hub.src.models.llama.llama_attention:LlamaAttention",
+        "keras_hub.src.models.mistral.mistral_attention:CachedMistralAttention",
+        "keras_hub.src.models.qwen.qwen_attention:QwenAttention"), (
+        "_query_dense", "_key_dense", "_value_dense", "_output_dense", "_inv_norm_factor")),
+    "keras_hub.src.models.qwen3.qwen3_attention:Qwen3Attention": (
+        "_query_dense", "_key_dense", "_value_dense", "_output_dense", "_inv_norm_factor",
+        "_query_dense_layer_norm", "_key_dense_layer_norm"),
+    "keras_hub.src.models.gemma.gemma_attention:CachedGemmaAttention": (
+        "_apply_rope", "_use_fused_attention_op"),
 }
 
 # Module-level functions samplerlab imports from KerasHub's private modules.
 CONTRACT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "keras_hub.src.utils.tensor_utils": ("any_equal",),
     "keras_hub.src.utils.preset_utils": ("get_preset_loader",),
+    "keras_hub.src.utils.keras_utils": ("fused_attention_op_available",),
 }
 
 
@@ -136,6 +156,69 @@ def attention_projections(attention: Any) -> AttentionProjections:
 def uses_flash_attention(attention: Any) -> bool:
     """Whether Keras would run this attention layer with a flash-attention kernel."""
     return bool(getattr(attention, "_flash_attention", False))
+
+
+class GatedDecoderBlock(NamedTuple):
+    """The sub-layers of one Llama-style decoder block (``LlamaTransformerDecoder`` and
+    its copies in Mistral, Qwen and Qwen 3): pre-norm attention, then a gated
+    feed-forward ``output(intermediate(x) * activation(gate(x)))``."""
+
+    attention: Any
+    attention_norm: Any
+    feedforward_norm: Any
+    feedforward_gate: Any
+    feedforward_intermediate: Any
+    feedforward_output: Any
+
+
+def gated_decoder_block(layer: Any) -> GatedDecoderBlock:
+    """The sub-layers a Llama-style decoder block runs, in the order its ``call`` runs them."""
+    return GatedDecoderBlock(*(private(layer, name) for name in (
+        "_self_attention_layer", "_self_attention_layernorm", "_feedforward_layernorm",
+        "_feedforward_gate_dense", "_feedforward_intermediate_dense",
+        "_feedforward_output_dense")))
+
+
+class RotaryAttention(NamedTuple):
+    """The projections of a Llama-style grouped-query attention layer, the scale its
+    ``dot_product_attention`` call applies and (Qwen 3) its per-head query/key norms."""
+
+    query: Any
+    key: Any
+    value: Any
+    output: Any
+    scale: float
+    query_norm: Any = None
+    key_norm: Any = None
+
+
+def rotary_attention(attention: Any, head_norms: bool = False) -> RotaryAttention:
+    """``LlamaAttention`` (and Mistral's, Qwen's, Qwen 3's with ``head_norms``) sub-layers."""
+    names = ["_query_dense", "_key_dense", "_value_dense", "_output_dense", "_inv_norm_factor"]
+    if head_norms:
+        names += ["_query_dense_layer_norm", "_key_dense_layer_norm"]
+    return RotaryAttention(*(private(attention, name) for name in names))
+
+
+def gemma_rope(attention: Any) -> Any:
+    """``CachedGemmaAttention._apply_rope(x, start_index)``: its rotary layer followed by
+    Gemma's interleaving of the two halves."""
+    return private(attention, "_apply_rope")
+
+
+def gemma_uses_fused_attention(attention: Any) -> bool:
+    """Whether ``CachedGemmaAttention`` would call ``ops.dot_product_attention`` (on a GPU
+    or TPU) instead of its own einsum/softmax arithmetic."""
+    return bool(private(attention, "_use_fused_attention_op")())
+
+
+def fused_attention_available() -> bool:
+    """KerasHub's ``fused_attention_op_available()``: whether its Llama-style attention
+    layers call ``ops.dot_product_attention`` (always, on JAX) rather than their own
+    einsum/softmax path (the only one that applies Qwen's sliding window)."""
+    from keras_hub.src.utils import keras_utils
+
+    return bool(private(keras_utils, "fused_attention_op_available")())
 
 
 # ----------------------------------------------------------------- keras variables

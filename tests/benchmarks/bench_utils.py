@@ -70,11 +70,14 @@ def inputs_for(model: Any, batch: int, prompt: str = PROMPT) -> dict:
     return model.preprocessor.generate_preprocess([prompt] * batch, sequence_length=MAX_LENGTH)
 
 
-def compiled_call(model: Any, sampler: Any, batch: int) -> tuple[Callable[[], Any], float]:
+def compiled_call(model: Any, sampler: Any, batch: int,
+                  inputs: dict | None = None) -> tuple[Callable[[], Any], float]:
     """Compile ``sampler`` for the model; return a blocking generate call and the first
     call's wall time (trace + XLA compile + one run). A fast model runs samplerlab's
-    engine (a compiled program over its adapter); the other runs KerasHub as shipped."""
-    inputs = inputs_for(model, batch)
+    engine (a compiled program over its adapter); the other runs KerasHub as shipped.
+    ``inputs`` (token ids and padding mask) default to the prompt through the model's
+    preprocessor."""
+    inputs = inputs if inputs is not None else inputs_for(model, batch)
     if model.fast_decoding:
         from samplerlab.engine.programs import ProgramCache
 

@@ -1,7 +1,8 @@
 """Decoding adapters: how the engine runs each model family's cached forward pass.
 
-:func:`adapter_for` picks one when a model loads. A family with a fast adapter gets
-samplerlab's copy-free cache (and contrastive search over a shared cache); any other
+:func:`adapter_for` picks one when a model loads. A family with a fast adapter (GPT-2; the
+Llama-style families: Llama, Llama 3, Mistral, Qwen, Qwen 3, Gemma) gets samplerlab's
+copy-free cache (and contrastive search over a shared cache); any other
 KerasHub causal LM runs KerasHub's own ``call_with_cache`` through
 :class:`~samplerlab.models.adapters.base.DecodingAdapter`, and the manifest says so.
 """
@@ -18,8 +19,9 @@ __all__ = ["DecodingAdapter", "adapter_for", "fast_adapters", "family_adapters"]
 def fast_adapters() -> list[type[DecodingAdapter]]:
     """The fast adapter classes, tried in order (imported here: they import Keras)."""
     from samplerlab.models.adapters.gpt2 import GPT2Adapter
+    from samplerlab.models.adapters.llama import GemmaAdapter, LlamaAdapter
 
-    return [GPT2Adapter]
+    return [GPT2Adapter, LlamaAdapter, GemmaAdapter]
 
 
 def family_adapters() -> list[type[DecodingAdapter]]:

@@ -14,10 +14,15 @@ import numpy as np
 from keras import ops
 
 
-def causal_mask(queries: int, keys: int, index: Any) -> Any:
-    """``(1, queries, keys)``: query ``i`` (at position ``index + i``) sees keys up to it."""
+def causal_mask(queries: int, keys: int, index: Any, window: int | None = None) -> Any:
+    """``(1, queries, keys)``: query ``i`` (at position ``index + i``) sees keys up to it
+    (with a sliding ``window``: only the ``window`` latest of them, itself included)."""
     rows = ops.arange(queries, dtype="int32")[:, None] + ops.cast(index, "int32")
-    return (ops.arange(keys, dtype="int32")[None, :] <= rows)[None]
+    columns = ops.arange(keys, dtype="int32")[None, :]
+    visible = columns <= rows
+    if window is not None:
+        visible = ops.logical_and(visible, rows < columns + window)
+    return visible[None]
 
 
 def logits_dtype(query: Any) -> str:
