@@ -116,6 +116,20 @@ CASES = [
      ["generation.max_length", "greater than or equal to 2"]),
     ("cli-plugin-missing", None, ["--plugin", "no_such_plugin_mod"], ["not found"]),
     ("cli-run-id-escape", None, ["--run-id", "../../x"], ["--run-id", "path separators"]),
+    ("speculative-no-draft-tokens", ("samplers", [{"name": "speculative", "params": {
+        "draft": "samplerlab:tiny-en", "num_speculative_tokens": 0}}]), [],
+     ["samplers[0].params.num_speculative_tokens", "greater than or equal to 1"]),
+    ("speculative-too-many-draft-tokens", ("samplers", [{"name": "speculative", "params": {
+        "draft": "samplerlab:tiny-en", "num_speculative_tokens": 17}}]), [],
+     ["samplers[0].params.num_speculative_tokens", "less than or equal to 16"]),
+    ("speculative-missing-draft", ("samplers", [{"name": "speculative", "params": {
+        "draft": "./no/such/draft"}}]), [], ["samplers[0].params.draft", "does not exist"]),
+    ("speculative-unknown-embedded-draft", ("samplers", [{"name": "speculative", "params": {
+        "draft": "samplerlab:nope"}}]), [], ["samplers[0].params.draft", "no embedded preset"]),
+    ("stop-empty-string", ("generation.stop", ["\n\n", ""]), [],
+     ["generation.stop", "stop string 1 is empty"]),
+    ("stop-too-many", ("generation.stop", [f"s{i}" for i in range(17)]), [],
+     ["generation.stop", "at most 16"]),
     ("enormous-sweep", ("samplers", [{"name": "top_k", "params": {
         "k": list(range(1, 16)), "temperature": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3,
                                                  1.4, 1.5, 1.6, 1.7, 1.8]}}]), [],

@@ -37,11 +37,13 @@ def _sampler(name: str):
     if name == "keras_hub_beam":
         return keras_hub.samplers.BeamSampler(num_beams=2)
     params = {"contrastive": {"k": 3, "alpha": 0.2}, "top_k": {"k": 5, "seed": 1},
+              "beam": {"num_beams": 2},
               "chain": {"processors": [{"top_k": 10}], "seed": 1}}.get(name, {})
     return registry("samplers")[name].build(**params)
 
 
-@pytest.mark.parametrize("name", ["greedy", "top_k", "keras_hub_beam", "contrastive", "chain"])
+@pytest.mark.parametrize("name", ["greedy", "top_k", "keras_hub_beam", "beam", "contrastive",
+                                  "chain"])
 def test_an_observer_sees_each_decided_token_and_steers_the_next(tiny_model, name):
     inputs = tiny_model.preprocessor.generate_preprocess(PROMPTS, sequence_length=20)
     programs = ProgramCache(tiny_model.adapter, persistent=False)

@@ -20,6 +20,8 @@ SAMPLER_PARAMS = {
                              {"temperature": 0.8}], "seed": 3},
     "mirostat": {"tau": 4.0, "eta": 0.2, "seed": 3},
     "xtc": {"threshold": 0.05, "probability": 0.7, "seed": 3},
+    "speculative": {"draft": "samplerlab:tiny-en", "num_speculative_tokens": 2,
+                    "base": {"name": "top_k", "params": {"k": 5}}, "seed": 3},
 }
 
 
@@ -48,6 +50,10 @@ def test_a_builtin_sampler_round_trips_through_keras_hub_serialization(name, bui
     model, batch = tiny_causal_lm(), tiny_batch(12)
     tokens = []
     for each in (sampler, restored):
+        if hasattr(each, "attach_draft"):  # speculative: the engine attaches its draft
+            from samplerlab.models.adapters import adapter_for
+
+            each.attach_draft(adapter_for(tiny_causal_lm(seed=1)))
         model.compile(sampler=each)
         tokens.append(np.asarray(model.generate(batch, stop_token_ids=None)["token_ids"]))
     np.testing.assert_array_equal(tokens[0], tokens[1])

@@ -252,7 +252,7 @@ def _lowered(model, sampler, inputs, body):
     lm = model.causal_lm
 
     def program(inputs, values):
-        sampler_values, trainable, non_trainable = values
+        sampler_values, trainable, non_trainable, _ = values  # no sampler models (drafts)
         mapping = itertools.chain(zip(sampler.variables, sampler_values, strict=True),
                                   zip(lm.trainable_variables, trainable, strict=True),
                                   zip(lm.non_trainable_variables, non_trainable, strict=True))

@@ -31,6 +31,7 @@ def generate(
     """Generate from one prompt with one sampler (the tutorial's one-liner)."""
     import yaml
 
+    from samplerlab.engine.drafts import attach_draft
     from samplerlab.engine.programs import ProgramCache
     from samplerlab.models import check_preset_reference, load_model
     from samplerlab.plugins import registry
@@ -53,6 +54,10 @@ def generate(
         raise UserInputError(exc.problem, field="--preset") from None
     model = load_model(preset, sequence_length)
     sampler = entry.build(**params)
+    try:
+        attach_draft(sampler, model)  # speculative: its draft model, same tokenizer
+    except UserInputError as exc:
+        raise UserInputError(exc.problem, field="--param draft") from None
     inputs = model.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
     program = ProgramCache(model.adapter).get(sampler, inputs, model.stop_token_ids)
     text = model.preprocessor.generate_postprocess(program(sampler, inputs))

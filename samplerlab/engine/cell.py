@@ -102,6 +102,16 @@ class CellEngine:
                                else None)
         self.programs = ProgramCache(model.adapter)
         self._texts: Any = None  # token texts for traces, detokenized once per engine
+        self.stops = list(getattr(generation, "stop", None) or [])
+        self._stop_observers: tuple = ()
+        if self.stops:
+            from samplerlab.engine.stop_strings import StopStringObserver
+
+            self._stop_observers = (StopStringObserver(model.tokenizer, self.stops,
+                                                       model.end_token_id),)
+            # A stopped row is steered to the end token, so the loop must stop at it (a
+            # sample's text ends at its end token whatever stop_at_end_token says).
+            self.stop_token_ids = (model.end_token_id,)
 
     @property
     def compile_count(self) -> int:
@@ -125,6 +135,13 @@ class CellEngine:
         if not isinstance(sampler, keras_hub.samplers.Sampler):
             raise CellFailed(f"sampler '{cell.sampler}' factory returned "
                              f"{type(sampler).__name__}, not a keras_hub.samplers.Sampler")
+        from samplerlab.engine.drafts import attach_draft
+        from samplerlab.errors import ModelLoadError
+
+        try:
+            attach_draft(sampler, self.model)  # a speculative sampler's draft model
+        except (UserInputError, ModelLoadError) as exc:
+            raise CellFailed(f"sampler '{cell.sampler}': {exc}") from exc
         return sampler
 
     def generate_batch(self, sampler: Any, texts: list[str],
@@ -142,14 +159,15 @@ class CellEngine:
         return out, prompt_mask, time.perf_counter() - start
 
     def observers(self, sampler: Any) -> tuple:
-        """The step observers of a cell: the trace observer when the spec traces."""
+        """The step observers of a cell: the trace observer when the spec traces, the
+        stop-string observer when it has stop strings."""
         if not self.generation.trace:
-            return ()
+            return self._stop_observers
         from samplerlab.traces.observer import TraceObserver
         from samplerlab.traces.table import vocabulary_size
 
         return (TraceObserver(sampler, vocabulary_size(self.model),
-                              self.generation.trace_top),)
+                              self.generation.trace_top), *self._stop_observers)
 
     def trace_rows(self, cell: Any) -> Any:
         from samplerlab.traces.table import TokenTexts, TraceRows
@@ -163,7 +181,7 @@ class CellEngine:
         """Generate the cell; ``on_batch()`` is called after each generate call."""
         sampler = self.build_sampler(cell, seed)
         observers = self.observers(sampler)
-        traces = self.trace_rows(cell) if observers else None
+        traces = self.trace_rows(cell) if self.generation.trace else None
         compiled_before = self.programs.compiled
         items = work_items(prompts, self.generation.samples_per_prompt)
         size = min(self.generation.batch_size, len(items))
@@ -188,7 +206,7 @@ class CellEngine:
                 samples.append(self._sample(cell, prompt, s, seed_b, tokens, reason,
                                             int(pmask.sum()), b, seconds))
             calls.append({"batch": b, "seconds": seconds, "generated_tokens": generated,
-                          "rows": len(batch)})
+                          "rows": len(batch), **speculative_counts(sampler)})
             if on_batch:
                 on_batch()
         if len(calls) == 1 and self.generation.steady_timing:
@@ -198,8 +216,44 @@ class CellEngine:
                                        observers)
             calls.append({**calls[0], "seconds": seconds, "repeat": True})
         compiled = self.programs.compiled > compiled_before
-        return CellOutput(samples, {**timing(calls), "compiled": compiled},
+        extra = {}
+        if getattr(sampler, "draft", None) is not None:
+            extra["speculative"] = self._speculative_timing(cell, sampler, items[:size], seed,
+                                                            calls)
+        return CellOutput(samples, {**timing(calls), "compiled": compiled, **extra},
                           traces.table() if traces is not None else None)
+
+    def _speculative_timing(self, cell: Any, sampler: Any, first: list, seed: int,
+                            calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The draft's acceptance over the cell's calls, and the speed-up over the same
+        base sampler without a draft, both timed here on the cell's first batch, steady
+        (the base is compiled by a call before the one timed; tokens per second, since a
+        sampled base stops its rows elsewhere)."""
+        texts = [p.text for p, _ in first]
+        counts = {k: sum(c.get(k, 0) for c in calls if not c.get("repeat"))
+                  for k in ("target_passes", "row_passes", "proposed", "accepted", "kept")}
+        base = sampler.baseline_sampler()
+        self._call(cell, base, texts, self._stop_observers)
+        reset_sampler_seed(base, seed)
+        base_tokens, base_seconds = self._timed_tokens(cell, base, texts, len(first))
+        repeat = next((c for c in calls if c.get("repeat")), None)
+        if repeat is not None:
+            tokens, seconds = repeat["generated_tokens"], repeat["seconds"]
+        else:
+            reset_sampler_seed(sampler, seed)
+            tokens, seconds = self._timed_tokens(cell, sampler, texts, len(first))
+        speed, base_speed = tokens / seconds, base_tokens / base_seconds
+        return {**counts, **speculative_rates(counts), "tokens_per_s": speed,
+                "base_tokens_per_s": base_speed,
+                "speedup": speed / base_speed if base_speed > 0 else None}
+
+    def _timed_tokens(self, cell: Any, sampler: Any, texts: list[str],
+                      rows: int) -> tuple[int, float]:
+        out, prompt_mask, seconds = self._call(cell, sampler, texts, self._stop_observers)
+        generated = sum(len(t) + (r == STOP_END)
+                        for t, r in self._rows(cell, out, prompt_mask, rows))
+        return generated, seconds
+
 
     def _rows(self, cell: Any, out: dict, prompt_mask: np.ndarray,
               n: int) -> list[tuple[list[int], str]]:
@@ -213,12 +267,19 @@ class CellEngine:
     def _sample(self, cell: Any, prompt: Any, sample_index: int, seed: int,
                 tokens: list[int], reason: str, prompt_tokens: int, batch: int,
                 seconds: float) -> dict[str, Any]:
+        text, stop = self._text(tokens), {}
+        if self.stops:
+            from samplerlab.engine.stop_strings import apply_stop_strings
+
+            text, tokens, reason, stop_string = apply_stop_strings(
+                self.stops, self._text, text, tokens, reason)
+            stop = {"stop_string": stop_string}
         return {"cell_id": cell.id, "cell_index": cell.index, "sampler": cell.sampler,
                 "label": cell.label, "params": cell.params, "prompt_index": prompt.index,
                 "sample_index": sample_index, "prompt": prompt.text,
-                "reference": prompt.reference, "seed": seed, "text": self._text(tokens),
+                "reference": prompt.reference, "seed": seed, "text": text,
                 "token_ids": tokens, "num_tokens": len(tokens),
-                "prompt_tokens": prompt_tokens, "stop_reason": reason,
+                "prompt_tokens": prompt_tokens, "stop_reason": reason, **stop,
                 "batch_index": batch, "batch_seconds": round(seconds, 6)}
 
     def _text(self, tokens: list[int]) -> str:
@@ -250,6 +311,32 @@ def detokenize(tokenizer: Any, tokens: list[int]) -> str:
     if isinstance(value, np.ndarray):
         value = value.item()
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def speculative_counts(sampler: Any) -> dict[str, int]:
+    """The last call's draft statistics of a speculative sampler (empty for others)."""
+    return sampler.last_stats() if getattr(sampler, "draft", None) is not None else {}
+
+
+def speculative_rates(counts: dict[str, int]) -> dict[str, float | None]:
+    """``acceptance_rate``: accepted draft tokens / proposed; ``accepted_per_pass``: draft
+    tokens kept per row and target forward pass (each pass also yields one token of the
+    target's own)."""
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    return {"acceptance_rate": ratio(counts["accepted"], counts["proposed"]),
+            "accepted_per_pass": ratio(counts["kept"], counts["row_passes"])}
+
+
+def decoding_columns(timing: dict[str, Any] | None) -> dict[str, float]:
+    """The metric columns a cell's decoding adds: a speculative cell's acceptance rate,
+    accepted tokens per target pass and speed-up over its base sampler."""
+    speculative = (timing or {}).get("speculative")
+    if not speculative:
+        return {}
+    return {k: speculative[k] for k in ("acceptance_rate", "accepted_per_pass", "speedup")
+            if speculative.get(k) is not None}
 
 
 def timing(calls: list[dict[str, Any]]) -> dict[str, Any]:

@@ -41,7 +41,10 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
             ``CausalLMPreprocessor.generate_preprocess`` packs them.
         stop_token_ids: token ids that end a row, or None.
         observers: :class:`~samplerlab.engine.observers.StepObserver` s that watch (and
-            may steer) the loop; none: the program is KerasHub's loop alone.
+            may steer) the loop; none: the program is KerasHub's loop alone. A sampler
+            whose ``observes_steps`` is False (it decides tokens without the adapter's
+            ``step``: speculative decoding) runs on the bare adapter; its observers then
+            replay the finished tokens.
 
     Returns:
         ``{"token_ids", "padding_mask"}`` as ``CausalLM.generate_step`` returns them,
@@ -57,7 +60,8 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     ```
     """
     observed = ObservedAdapter(adapter, observers) if observers else None
-    adapter = observed or adapter
+    if observed is not None and getattr(sampler, "observes_steps", True):
+        adapter = observed
     token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
     hidden_states, cache = adapter.start(token_ids, padding_mask)
     index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))

@@ -7,8 +7,9 @@ every sampler threads it without knowing (beam search reorders it with its beams
 a generate step without observers compiles exactly the program it compiles today.
 
 Observers run through :class:`ObservedAdapter`, which wraps the model's decoding adapter:
-``step`` (every sampler's ``next``) and ``advance`` (samplers that score candidates over a
-shared cache) call the observers around the wrapped adapter's own call.
+``step`` (every sampler's ``next``), ``advance`` (samplers that score candidates over a
+shared cache) and ``beam_step`` (beam search) call the observers around the wrapped
+adapter's own call.
 
 Two more channels serve observers that produce outputs (per-token traces,
 :mod:`samplerlab.traces`). A loop that knows the distribution it draws from (a ``chain``,
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from keras import ops, tree
+
+from samplerlab.models.adapters.base import gather_beams, repeat_beams
 
 
 class StepObserver:
@@ -130,6 +133,24 @@ class ObservedAdapter:
         logits, inner = self.inner.advance(prompt, inner, updates, hidden, chosen, index)
         states, logits = self._logits(states, prompt, index + 1, logits)
         return logits, (inner, states, mask)
+
+    def beam_cache(self, cache: tuple, num_beams: int) -> tuple:
+        inner, states, mask = cache
+        return (self.inner.beam_cache(inner, num_beams), repeat_beams(states, num_beams),
+                repeat_beams(mask, num_beams))
+
+    def beam_step(self, prompt: Any, cache: tuple, index: Any) -> tuple[Any, tuple]:
+        inner, states, mask = cache
+        states = self._token(states, prompt, index - 1, mask)
+        logits, inner = self.inner.beam_step(prompt, inner, index)
+        states, logits = self._logits(states, prompt, index, logits)
+        return logits, (inner, states, mask)
+
+    def beam_reorder(self, cache: tuple, beam_indices: Any) -> tuple:
+        # Each beam's observer state follows its beam; a row's beams share its mask.
+        inner, states, mask = cache
+        return (self.inner.beam_reorder(inner, beam_indices),
+                gather_beams(states, beam_indices), mask)
 
     def report(self, cache: tuple, index: Any, logits: Any) -> tuple:
         """The sampler's final distribution at ``index``, to every observer."""

@@ -184,6 +184,7 @@ class ProgramCache:
         self.directory = (directory or programs_dir()) if persistent else None
         self._programs: dict[str, Program] = {}
         self._unkeyed: tuple[Any, Program] | None = None  # the last structure-less sampler's
+        self._digests: dict[int, str] = {}  # extra models' digests, by adapter id
         self.compiled = 0
         self.exported = 0
         self.loaded_from_disk = 0
@@ -194,8 +195,12 @@ class ProgramCache:
 
     def key(self, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
             observers: tuple = ()) -> str | None:
-        """The program key of ``sampler`` on these inputs (:func:`program_key`)."""
-        return program_key(self.model_digest, sampler, inputs, stop_token_ids, observers)
+        """The program key of ``sampler`` on these inputs (:func:`program_key`); a
+        sampler's own models (a speculative draft) are part of it."""
+        models = "+".join([self.model_digest, *(
+            self._digests.setdefault(id(a), model_digest(a))
+            for a in extra_adapters(self.adapter, sampler))])
+        return program_key(models, sampler, inputs, stop_token_ids, observers)
 
     def get(self, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
             observers: tuple = ()) -> Program:
@@ -258,12 +263,27 @@ def _tensors(inputs: dict) -> dict:
     return tree.map_structure(ops.convert_to_tensor, inputs)
 
 
+def extra_adapters(adapter: Any, sampler: Any) -> list:
+    """The decoding adapters of a sampler's own models (``decoding_adapters()``: a
+    speculative draft), other than the program's model."""
+    extras: list = []
+    for extra in getattr(sampler, "decoding_adapters", tuple)():
+        if all(extra.causal_lm is not a.causal_lm for a in [adapter, *extras]):
+            extras.append(extra)
+    return extras
+
+
 def state(adapter: Any, sampler: Any) -> tuple:
-    """The program's state argument: sampler variables, then the model's weights."""
+    """The program's state argument: sampler variables, the model's weights, then the
+    weights of the sampler's own models (:func:`extra_adapters`): all inputs of the
+    program, none baked into it."""
     lm = adapter.causal_lm
+    extras = [([v.value for v in a.causal_lm.trainable_variables],
+               [v.value for v in a.causal_lm.non_trainable_variables])
+              for a in extra_adapters(adapter, sampler)]
     return ([v.value for v in sampler.variables],
             [v.value for v in lm.trainable_variables],
-            [v.value for v in lm.non_trainable_variables])
+            [v.value for v in lm.non_trainable_variables], extras)
 
 
 def _stateless_program(adapter: Any, sampler: Any, stop_token_ids: tuple | None,
@@ -276,13 +296,18 @@ def _stateless_program(adapter: Any, sampler: Any, stop_token_ids: tuple | None,
 
     lm = adapter.causal_lm
 
+    extras = [a.causal_lm for a in extra_adapters(adapter, sampler)]
+
     @jax.jit
     def program(inputs: dict, state: tuple) -> tuple:
-        sampler_values, trainable, non_trainable = state
+        sampler_values, trainable, non_trainable, extra_values = state
         mapping = itertools.chain(
             zip(sampler.variables, sampler_values, strict=True),
             zip(lm.trainable_variables, trainable, strict=True),
-            zip(lm.non_trainable_variables, non_trainable, strict=True))
+            zip(lm.non_trainable_variables, non_trainable, strict=True),
+            *(itertools.chain(zip(m.trainable_variables, t, strict=True),
+                              zip(m.non_trainable_variables, n, strict=True))
+              for m, (t, n) in zip(extras, extra_values, strict=True)))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             outputs = generate_step(adapter, sampler, inputs, stop_token_ids, observers)
         updated = []

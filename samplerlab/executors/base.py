@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from samplerlab.engine import CellFailed, cell_seed
+from samplerlab.engine.cell import decoding_columns
 from samplerlab.results import now
 
 
@@ -130,7 +131,8 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
                             timing=output.timing, seed=record["seed"])
     # Text metrics now, each failure isolated (metric_errors); the metrics that need a
     # model wait in metrics_pending for the runner's judge phase (samplerlab.metrics.judge).
+    scored = score_generated_cell(output.samples, metrics, context)
+    scored["metrics"].update(decoding_columns(output.timing))  # speculative: acceptance, speed-up
     record.update(status="done", error=None, timing=output.timing,
-                  num_samples=len(output.samples), finished=now(),
-                  **score_generated_cell(output.samples, metrics, context))
+                  num_samples=len(output.samples), finished=now(), **scored)
     return CellOutcome(cell, output.samples, record, output.traces)

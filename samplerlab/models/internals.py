@@ -58,6 +58,7 @@ CONTRACT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "keras_hub.src.utils.tensor_utils": ("any_equal",),
     "keras_hub.src.utils.preset_utils": ("get_preset_loader",),
     "keras_hub.src.utils.keras_utils": ("fused_attention_op_available",),
+    "keras_hub.src.tokenizers.byte_pair_tokenizer": ("bytes_to_unicode",),
 }
 
 
@@ -95,6 +96,16 @@ def any_equal(inputs: Any, values: Any, padding_mask: Any) -> Any:
     from keras_hub.src.utils import tensor_utils
 
     return private(tensor_utils, "any_equal")(inputs, values, padding_mask)
+
+
+# ----------------------------------------------------------------------- tokenizers
+def byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's vocabulary alphabet: character → the byte it stands for (the
+    inverse of KerasHub's ``bytes_to_unicode``, GPT-2's table)."""
+    from keras_hub.src.tokenizers import byte_pair_tokenizer
+
+    byte_values, characters = private(byte_pair_tokenizer, "bytes_to_unicode")()
+    return {c: b[0] for b, c in zip(byte_values, characters, strict=True)}
 
 
 # -------------------------------------------------------------------------- models

@@ -4,10 +4,12 @@ from samplerlab import hookimpl
 from samplerlab.samplers.builtin import BUILTIN_SAMPLERS
 from samplerlab.samplers.chain import chain
 from samplerlab.samplers.mirostat import mirostat
+from samplerlab.samplers.speculative import speculative
 from samplerlab.samplers.xtc import xtc
 
 # Beyond KerasHub's six (issue 6): Keras is imported only when one is built.
-EXTRA_SAMPLERS = {"chain": chain, "mirostat": mirostat, "xtc": xtc}
+EXTRA_SAMPLERS = {"chain": chain, "mirostat": mirostat, "xtc": xtc,
+                  "speculative": speculative}
 
 
 @hookimpl

@@ -1,10 +1,10 @@
 """Factories for KerasHub's six samplers, with their parameters typed and range-checked.
 
-top_k, top_p, random and contrastive build samplerlab's traced-parameter versions (their
-numeric parameters are inputs of the compiled generate function, so a sweep compiles
-once; top_p and random also avoid a vocabulary sort / a per-token Gumbel draw, and
-contrastive avoids copying the cache for its candidates); greedy and beam are KerasHub's
-own classes.
+top_k, top_p, random, beam and contrastive build samplerlab's traced-parameter versions
+(their numeric parameters are inputs of the compiled generate function, so a sweep
+compiles once; top_p and random also avoid a vocabulary sort / a per-token Gumbel draw,
+contrastive and beam avoid copying the cache for their candidates and beams, and beam
+gives each row the beams it gets alone); greedy is KerasHub's own class.
 
 The annotations are the validation: samplerlab checks a spec's parameters against them
 (without importing Keras) before any model loads, and ``samplerlab samplers`` shows them.
@@ -53,9 +53,9 @@ def random(temperature: Temperature = 1.0, seed: Seed = None):
 
 def beam(num_beams: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0):
     """Beam search keeping num_beams hypotheses; returns the most probable beam."""
-    import keras_hub
+    from samplerlab.samplers.beam import BeamSampler
 
-    return keras_hub.samplers.BeamSampler(num_beams=num_beams, temperature=temperature)
+    return BeamSampler(num_beams=num_beams, temperature=temperature)
 
 
 def contrastive(k: Annotated[int, Field(ge=1)] = 5,

@@ -112,6 +112,10 @@ class GenerationSpec(_Strict):
     samples_per_prompt: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1, description="prompts per generate() call")
     stop_at_end_token: bool = Field(True, description="stop a sample at the tokenizer's end token")
+    stop: list[str] = Field(default_factory=list, max_length=16, description=(
+        "stop strings (at most 16): a sample ends when its text contains one, cut before "
+        "it (stop_reason stop_string); detected inside the generate loop, which then also "
+        "stops rows at their end token"))
     steady_timing: bool = Field(True, description=(
         "when a cell has a single batch, call it once more to measure the steady per-call "
         "time apart from compilation"))
@@ -124,6 +128,15 @@ class GenerationSpec(_Strict):
     trace_reference: bool = Field(False, description=(
         "score the human reference continuations of dataset prompts token by token "
         "(teacher-forced, up to max_length) into traces.parquet, as cell 'reference'"))
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, v: list[str]) -> list[str]:
+        for i, text in enumerate(v):
+            if not text:
+                raise ValueError(f"stop string {i} is empty (every text contains it); "
+                                 "remove it")
+        return v
 
 
 class SamplerSpec(_Strict):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from keras import ops
+from keras import ops, tree
 
 from samplerlab.models import internals
 
@@ -25,6 +25,9 @@ class DecodingAdapter:
     Subclasses for a family override :meth:`start` and :meth:`call_with_cache` (a
     different cache layout) and, with ``shared_cache = True``, the candidate methods
     that let contrastive search score its ``k`` candidates against one shared cache.
+    Beam search runs through :meth:`beam_cache`, :meth:`beam_step` and
+    :meth:`beam_reorder` (here: KerasHub's repeated and gathered cache; a fast adapter
+    shares it), speculative decoding through :meth:`draft_next` and :meth:`verify_next`.
 
     Args:
         causal_lm: a loaded ``keras_hub.models.CausalLM``.
@@ -97,3 +100,58 @@ class DecodingAdapter:
         counterpart of :meth:`step` for samplers that score candidates themselves.
         """
         raise NotImplementedError(f"{self.name} has no shared-cache candidates")
+
+    # -- beam search ----------------------------------------------------------------
+    # The contract (samplerlab.samplers.beam.BeamSampler calls these, in this order):
+    # ``beam_cache`` once on the prompt's cache, then per position ``beam_step`` and
+    # ``beam_reorder``. Rows of ``prompt`` and of the logits are ``batch * num_beams``,
+    # beam-major within a row (row ``b``'s beams are rows ``b * num_beams ...``). This
+    # class does what KerasHub's BeamSampler does (every cache leaf repeated per beam and
+    # gathered by beam index at every step); a fast adapter overrides the three with a
+    # cache that its beams share.
+    def beam_cache(self, cache: Any, num_beams: int) -> Any:
+        """The cache for ``num_beams`` beams per row, from the prompt's ``cache``
+        (:meth:`start`'s, one row per prompt)."""
+        return repeat_beams(cache, num_beams)
+
+    def beam_step(self, prompt: Any, cache: Any, index: Any) -> tuple[Any, Any]:
+        """Feed every beam's token at ``index - 1``: ``(logits (batch * num_beams,
+        vocab) for position index, cache)``."""
+        logits, _, cache = self.step(prompt, cache, index, None)
+        return logits, cache
+
+    def beam_reorder(self, cache: Any, beam_indices: Any) -> Any:
+        """Beam ``j`` of row ``b`` continues beam ``beam_indices[b, j]``
+        (``(batch, num_beams)`` int)."""
+        return gather_beams(cache, beam_indices)
+
+    # -- speculative decoding -------------------------------------------------------
+    # KerasHub's SpeculativeSampler signatures: ``draft_next`` is the draft model's
+    # ``next``; ``verify_next`` scores ``k + 1`` positions of the target in one forward
+    # pass. Both need only a ``call_with_cache`` that writes several tokens at once
+    # (KerasHub's GPT-2 and Llama-style models, and GPT2Adapter, do).
+    def draft_next(self, prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
+        """KerasHub's ``next`` for this model as a draft: the token at ``index - 1`` in,
+        ``(logits, hidden_states, cache)`` for position ``index`` out."""
+        return self.step(prompt, cache, index, None)
+
+    def verify_next(self, prompt: Any, cache: Any, index: Any, k: int) -> tuple[Any, Any, Any]:
+        """The tokens at ``index - 1 .. index + k - 1`` in one forward pass:
+        ``(logits (batch, k + 1, vocab) for positions index .. index + k, hidden_states,
+        cache)``."""
+        tokens = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], k + 1])
+        return self.call_with_cache(tokens, cache, index - 1)
+
+
+def repeat_beams(structure: Any, num_beams: int) -> Any:
+    """Every leaf of ``structure`` with each row repeated ``num_beams`` times (axis 0)."""
+    return tree.map_structure(lambda x: ops.repeat(x, num_beams, axis=0), structure)
+
+
+def gather_beams(structure: Any, beam_indices: Any) -> Any:
+    """Every leaf's rows (``batch * num_beams``, beam-major) taken by ``beam_indices``
+    ``(batch, num_beams)``: row ``(b, j)`` becomes row ``(b, beam_indices[b, j])``."""
+    batch_size, num_beams = ops.shape(beam_indices)[0], ops.shape(beam_indices)[1]
+    offsets = ops.arange(batch_size, dtype="int32")[:, None] * num_beams
+    rows = ops.reshape(ops.cast(beam_indices, "int32") + offsets, (-1,))
+    return tree.map_structure(lambda x: ops.take(x, rows, axis=0), structure)
