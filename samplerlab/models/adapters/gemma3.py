@@ -55,12 +55,15 @@ class Gemma3Adapter(DecodingAdapter):
         """Gemma 3's ``next``: feed the token at ``index - 1``, writing the cache only where
         that position is not part of the row's prompt."""
         update_index = index - 1
-        batch_size, rows = ops.shape(prompt)[0], ops.shape(padding_mask)[0]
-        if batch_size != rows:  # each row repeated for beam or contrastive search
-            padding_mask = ops.repeat(padding_mask, batch_size // rows, axis=0)
+        batch_size = ops.shape(prompt)[0]
         tokens = ops.slice(prompt, [0, update_index], [batch_size, 1])
-        update_mask = ops.slice(ops.logical_not(padding_mask), [0, update_index],
-                                [batch_size, 1])
+        update_mask = None  # no mask (beam search's steps): every row writes its cache
+        if padding_mask is not None:
+            rows = ops.shape(padding_mask)[0]
+            if batch_size != rows:  # each row repeated for beam or contrastive search
+                padding_mask = ops.repeat(padding_mask, batch_size // rows, axis=0)
+            update_mask = ops.slice(ops.logical_not(padding_mask), [0, update_index],
+                                    [batch_size, 1])
         logits, hidden_states, cache = self.causal_lm.call_with_cache(
             token_ids=tokens, cache=cache, cache_update_index=update_index,
             cache_update_mask=update_mask)
