@@ -257,10 +257,9 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
 
     ```python
     from samplerlab.finetune import fit_texts
-    from samplerlab.models import build_tiny_causal_lm
+    from samplerlab.models import build_tiny_family
 
-    lm = build_tiny_causal_lm(num_layers=1, hidden_dim=16, intermediate_dim=32,
-                              sequence_length=16)
+    lm = build_tiny_family("gpt2", num_layers=1, sequence_length=16)  # a tiny GPT2CausalLM
     history = fit_texts(lm, ["the cat sat on the mat"] * 8, batch_size=4, epochs=2,
                         learning_rate=1e-2, progress=False)
     assert [r["step"] for r in history] == [1, 2, 3, 4]  # 2 batches, 2 epochs

@@ -6,10 +6,10 @@ Examples are the ```python blocks of the ``Example:`` sections of docstrings und
 fresh namespace holding only the ready objects it names of these three, built once per
 session (everything else an example imports or builds itself):
 
-* ``model``: a one-layer GPT-2 with random weights and GPT-2's tokenizer
-  (``build_tiny_causal_lm``), saved as a preset and loaded with ``load_model``: a
-  :class:`samplerlab.models.LoadedModel` (one layer: each example compiles its own
-  generate loop, and a smaller model compiles faster);
+* ``model``: a one-layer GPT-2 with random weights and a GPT-2 tokenizer on a small
+  vocabulary (``build_tiny_family("gpt2", num_layers=1)``), saved as a preset and loaded
+  with ``load_model``: a :class:`samplerlab.models.LoadedModel` (each example compiles
+  its own generate loop; the smaller the model, the faster that is);
 * ``causal_lm``: ``model.causal_lm``, its KerasHub ``GPT2CausalLM``;
 * ``run_dir``: a finished run of that model (two cells of a temperature sweep, two
   prompts, traces on), copied to ``results/docs/r1`` in the example's working directory.
@@ -33,10 +33,9 @@ READY = ("model", "causal_lm", "run_dir")
 @pytest.fixture(scope="session")
 def docs_preset(tmp_path_factory) -> Path:
     """The examples' model as a preset directory (``save_to_preset``)."""
-    from samplerlab.models import build_tiny_causal_lm, save_preset
+    from samplerlab.models import build_tiny_family, save_preset
 
-    lm = build_tiny_causal_lm(num_layers=1, hidden_dim=16, intermediate_dim=32,
-                              sequence_length=32, seed=0)
+    lm = build_tiny_family("gpt2", num_layers=1, sequence_length=32, seed=0)
     return save_preset(lm, tmp_path_factory.mktemp("docs-preset") / "tiny")
 
 
@@ -93,7 +92,9 @@ def test_the_collector_finds_the_examples():
     assert len(docstring_examples()) >= 75
     found = {e.id.split(":")[0] for e in EXAMPLES}
     assert {"samplerlab.samplers.traced_top_k.TracedTopKSampler",
-            "samplerlab.metrics.rep_n.RepN", "samplerlab.prompts"} <= found
+            "samplerlab.metrics.rep_n.RepN", "samplerlab.prompts", "docs/metrics.md"} <= found
+    # The plugin the guide builds (installed and run by test_hooks_documented.py).
+    assert len(doc_blocks("plugin")) >= 10
 
 
 def test_docstrings_use_one_example_style():

@@ -174,7 +174,8 @@ class ProgramCache:
     from samplerlab.engine.programs import ProgramCache
     from samplerlab.samplers.traced_top_k import TracedTopKSampler
 
-    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)  # model: a LoadedModel
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
     programs = ProgramCache(model.adapter, persistent=False)
     for temperature in (0.7, 1.3):  # same structure, other values: one compiled program
         sampler = TracedTopKSampler(k=10, temperature=temperature, seed=1)

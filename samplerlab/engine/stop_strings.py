@@ -174,7 +174,8 @@ class StopStringObserver(StepObserver):
     from samplerlab.engine.stop_strings import StopStringObserver
 
     sampler = keras_hub.samplers.GreedySampler()
-    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=24)  # model: a LoadedModel
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=24)
     observer = StopStringObserver(model.tokenizer, ["\\n\\n"], model.end_token_id)
     program = ProgramCache(model.adapter, persistent=False).get(
         sampler, inputs, (model.end_token_id,), observers=(observer,))

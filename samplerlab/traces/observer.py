@@ -51,7 +51,8 @@ class TraceObserver(StepObserver):
     from samplerlab.traces.observer import TraceObserver
 
     sampler = keras_hub.samplers.GreedySampler()
-    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)  # model: a LoadedModel
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
     observer = TraceObserver(sampler, vocabulary_size=model.tokenizer.vocabulary_size(), top=5)
     program = ProgramCache(model.adapter, persistent=False).get(sampler, inputs, None,
                                                                 (observer,))
