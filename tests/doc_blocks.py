@@ -80,13 +80,13 @@ def documented_objects(module: ModuleType) -> Iterator[tuple[str, object]]:
 
 
 def docstrings() -> dict[str, str]:
-    """``{"module.qualname": docstring}`` of everything under ``samplerlab/``."""
+    """``{"module.qualname": docstring}`` of everything under ``samplerlab/``: each
+    object's own docstring (``__doc__``, not one inherited as ``inspect.getdoc`` finds)."""
     found = {}
     for module in samplerlab_modules():
         for name, obj in documented_objects(module):
-            doc = inspect.getdoc(obj) if not inspect.ismodule(obj) else obj.__doc__
-            if doc and not any(found_doc is doc for found_doc in found.values()):
-                found[name] = inspect.cleandoc(doc)
+            if isinstance(obj.__doc__, str) and obj.__doc__.strip():
+                found[name] = inspect.cleandoc(obj.__doc__)
     return found
 
 
