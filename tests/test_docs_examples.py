@@ -29,6 +29,10 @@ from doc_blocks import Block, doc_blocks, docstring_examples, docstrings
 EXAMPLES = docstring_examples() + doc_blocks("")
 READY = ("model", "causal_lm", "run_dir")
 
+# The Ray executor's example starts a local cluster (fork+exec after JAX is imported; JAX
+# warns on any fork, but nothing runs in the child before exec).
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
 
 @pytest.fixture(scope="session")
 def docs_preset(tmp_path_factory) -> Path:
