@@ -6,15 +6,7 @@ all steps)``, ``SparseCategoricalCrossentropy(from_logits=True)``,
 ``weighted_metrics=["accuracy"]``, and ``causal_lm.fit``, which runs the attached
 preprocessor (tokenise, pack to ``sequence_length``, shift labels) on each batch.
 
-Example:
-
->>> from samplerlab.models import build_tiny_causal_lm
->>> from samplerlab.finetune import fit_texts
->>> lm = build_tiny_causal_lm(sequence_length=16)
->>> history = fit_texts(lm, ["the cat sat on the mat"] * 8, batch_size=4, epochs=2,
-...                     learning_rate=1e-2, progress=False)
->>> len(history), history[-1]["loss"] < history[0]["loss"]
-(4, True)
+The example of :func:`fit_texts` fine-tunes a tiny model.
 """
 
 from __future__ import annotations
@@ -263,11 +255,16 @@ def fit_texts(causal_lm: Any, texts: Iterable[str], *, batch_size: int = 32, epo
 
     Example:
 
-    >>> from samplerlab.models import build_tiny_causal_lm
-    >>> lm = build_tiny_causal_lm(sequence_length=16)
-    >>> records = fit_texts(lm, ["a b c d"] * 4, batch_size=2, progress=False)
-    >>> [r["step"] for r in records]
-    [1, 2]
+    ```python
+    from samplerlab.finetune import fit_texts
+    from samplerlab.models import build_tiny_family
+
+    lm = build_tiny_family("gpt2", num_layers=1, sequence_length=16)  # a tiny GPT2CausalLM
+    history = fit_texts(lm, ["the cat sat on the mat"] * 8, batch_size=4, epochs=2,
+                        learning_rate=1e-2, progress=False)
+    assert [r["step"] for r in history] == [1, 2, 3, 4]  # 2 batches, 2 epochs
+    assert history[-1]["loss"] < history[0]["loss"]
+    ```
     """
     import keras
 

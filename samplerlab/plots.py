@@ -127,7 +127,10 @@ def spread(targets: np.ndarray, gap: float, low: float = 0.0, high: float = 1.0)
     Example:
 
     ```python
-    spread(np.array([0.5, 0.5, 0.5]), 0.1)  # array([0.4, 0.5, 0.6])
+    import numpy as np
+    from samplerlab.plots import spread
+
+    np.testing.assert_allclose(spread(np.array([0.5, 0.5, 0.5]), 0.1), [0.4, 0.5, 0.6])
     ```
     """
     targets = np.asarray(targets, dtype=float)
@@ -324,8 +327,11 @@ def pareto_front(x: np.ndarray, y: np.ndarray, *, maximize_y: bool = True) -> np
     Example:
 
     ```python
-    pareto_front(np.array([0.1, 0.5, 0.9, 0.4]), np.array([0.9, 0.6, 0.2, 0.5]))
-    # array([0, 1, 2]): (0.4, 0.5) is beaten by (0.5, 0.6)
+    import numpy as np
+    from samplerlab.plots import pareto_front
+
+    front = pareto_front(np.array([0.1, 0.5, 0.9, 0.4]), np.array([0.9, 0.6, 0.2, 0.5]))
+    assert front.tolist() == [0, 1, 2]  # (0.4, 0.5) is beaten by (0.5, 0.6)
     ```
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

@@ -7,10 +7,13 @@ CJK character (Chinese has no spaces between words).
 
 Example:
 
->>> split_prefix("My trip to Yosemite was long and cold", 3)
-('My trip to', 'Yosemite was long and cold')
->>> split_prefix("昨夜雨疏风骤，浓睡不消残酒。", 6)
-('昨夜雨疏风骤', '，浓睡不消残酒。')
+```python
+from samplerlab.prompts import split_prefix
+
+assert split_prefix("My trip to Yosemite was long and cold", 3) == (
+    "My trip to", "Yosemite was long and cold")
+assert split_prefix("昨夜雨疏风骤，浓睡不消残酒。", 6) == ("昨夜雨疏风骤", "，浓睡不消残酒。")
+```
 """
 
 from __future__ import annotations

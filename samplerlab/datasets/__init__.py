@@ -6,10 +6,11 @@ validating a spec never imports TensorFlow.
 
 Example:
 
->>> from samplerlab.plugins import registry
->>> source = registry("datasets")["inline"].build(texts=["a b", "c"])
->>> list(source.texts())
-['a b', 'c']
+```python
+from samplerlab.plugins import registry
+source = registry("datasets")["inline"].build(texts=["a b", "c"])
+assert list(source.texts()) == ["a b", "c"]
+```
 """
 
 from __future__ import annotations

@@ -19,13 +19,18 @@ class TextSource:
 
     Example:
 
-    >>> class Lines(TextSource):
-    ...     def __init__(self, lines):
-    ...         self.lines = lines
-    ...     def texts(self):
-    ...         yield from self.lines
-    >>> list(Lines(["a", "b"]).take(1))
-    ['a']
+    ```python
+    from samplerlab.datasets.base import TextSource
+
+    class Lines(TextSource):
+        def __init__(self, lines):
+            self.lines = lines
+
+        def texts(self):
+            yield from self.lines
+
+    assert list(Lines(["a", "b"]).take(1)) == ["a"]
+    ```
     """
 
     #: parameters of the source (for display and for the fine-tuning cache key)

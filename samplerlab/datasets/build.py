@@ -28,9 +28,15 @@ def build_source(loaded_spec: Any, ref: Any, loc: tuple, *, check: bool = False)
     Example:
 
     ```python
+    import samplerlab
     from samplerlab.datasets.build import build_source
+
+    loaded = samplerlab.load_spec({
+        "name": "doc", "model": {"preset": "samplerlab:tiny-en"}, "samplers": ["greedy"],
+        "prompts": {"dataset": {"source": "inline", "texts": ["The cat sat on the mat"]},
+                    "take": 1, "prefix_words": 3}})
     source = build_source(loaded, loaded.spec.prompts.dataset, ("prompts", "dataset"))
-    next(source.texts())
+    assert next(source.texts()) == "The cat sat on the mat"
     ```
     """
     from samplerlab.plugins import registry

@@ -13,8 +13,11 @@ class InlineSource(TextSource):
 
     Example:
 
-    >>> list(InlineSource(["x y", "z"]).texts())
-    ['x y', 'z']
+    ```python
+    from samplerlab.datasets.inline_source import InlineSource
+
+    assert list(InlineSource(["x y", "z"]).texts()) == ["x y", "z"]
+    ```
     """
 
     def __init__(self, texts: list[str]) -> None:

@@ -15,11 +15,13 @@ class JsonlSource(TextSource):
 
     Example:
 
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
-    >>> _ = p.write_text('{"text": "one"}\\n{"text": "two"}\\n')
-    >>> list(JsonlSource(str(p)).texts())
-    ['one', 'two']
+    ```python
+    from pathlib import Path
+    from samplerlab.datasets.jsonl_source import JsonlSource
+
+    Path("d.jsonl").write_text('{"text": "one"}\\n{"text": "two"}\\n')
+    assert list(JsonlSource("d.jsonl").texts()) == ["one", "two"]
+    ```
     """
 
     def __init__(self, path: str, field: str = "text") -> None:

@@ -33,9 +33,12 @@ class ChinesePoetrySource(TextSource):
 
     Example:
 
-    >>> poems = ChinesePoetrySource()  # the excerpt shipped with samplerlab
-    >>> next(poems.texts())[:12]
-    '秦川雄帝宅，函谷壯皇居。'
+    ```python
+    from samplerlab.datasets.poetry_source import ChinesePoetrySource
+
+    poems = ChinesePoetrySource()  # the excerpt shipped with samplerlab
+    assert next(poems.texts())[:12] == "秦川雄帝宅，函谷壯皇居。"
+    ```
     """
 
     def __init__(self, dir: str | None = None, collection: str = "tang",

@@ -15,11 +15,13 @@ class TextFileSource(TextSource):
 
     Example:
 
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.txt"
-    >>> _ = p.write_text("a b\\nc d\\n\\ne f\\n")
-    >>> list(TextFileSource(str(p), unit="paragraph").texts())
-    ['a b\\nc d', 'e f']
+    ```python
+    from pathlib import Path
+    from samplerlab.datasets.text_source import TextFileSource
+
+    Path("d.txt").write_text("a b\\nc d\\n\\ne f\\n")
+    assert list(TextFileSource("d.txt", unit="paragraph").texts()) == ["a b\\nc d", "e f"]
+    ```
     """
 
     def __init__(self, path: str, unit: Literal["line", "paragraph"] = "line") -> None:

@@ -26,10 +26,13 @@ class TfdsSource(TextSource):
 
     Example:
 
-    >>> import tensorflow_datasets as tfds
-    >>> with tfds.testing.mock_data(num_examples=3):
-    ...     len(list(TfdsSource("reddit_tifu").texts()))
-    3
+    ```python
+    import tensorflow_datasets as tfds
+    from samplerlab.datasets.tfds_source import TfdsSource
+
+    with tfds.testing.mock_data(num_examples=3):  # offline: TFDS's own fake records
+        assert len(list(TfdsSource("reddit_tifu").texts())) == 3
+    ```
     """
 
     def __init__(self, name: str, split: str = "train", field: str | None = None,

@@ -87,10 +87,11 @@ class CellEngine:
     from samplerlab.engine import CellEngine
     from samplerlab.prompts import Prompt
     from samplerlab.spec import Cell, GenerationSpec
-    engine = CellEngine(model, GenerationSpec(max_length=24))
+
+    engine = CellEngine(model, GenerationSpec(max_length=24))  # model: a LoadedModel
     cell = Cell(index=0, id="000-greedy", sampler="greedy", params={}, label="greedy")
     output = engine.run(cell, [Prompt("Keras is", 0)], seed=1)
-    output.samples[0]["text"], output.timing["first_call_s"]
+    print(output.samples[0]["text"], output.timing["first_call_s"])
     ```
     """
 

@@ -53,10 +53,13 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     Example:
 
     ```python
+    import keras_hub
     from samplerlab.engine.generate import generate_step
     from samplerlab.models.adapters import adapter_for
-    out = generate_step(adapter_for(causal_lm), keras_hub.samplers.GreedySampler(),
-                        causal_lm.preprocessor.generate_preprocess(["Keras is"], 16))
+
+    inputs = causal_lm.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    out = generate_step(adapter_for(causal_lm), keras_hub.samplers.GreedySampler(), inputs)
+    assert out["token_ids"].shape == (1, 16)
     ```
     """
     observed = ObservedAdapter(adapter, observers) if observers else None

@@ -43,8 +43,11 @@ class StepObserver:
     Example:
 
     ```python
-    from keras import ops, tree
+    import keras_hub
+    from keras import ops
+    from samplerlab.engine.generate import generate_step
     from samplerlab.engine.observers import StepObserver
+    from samplerlab.models.adapters import adapter_for
 
     class CountGenerated(StepObserver):
         def init(self, token_ids, padding_mask):
@@ -52,6 +55,14 @@ class StepObserver:
 
         def on_token(self, state, prompt, index, generated):
             return state + ops.cast(generated, "int32")
+
+        def outputs(self, state, token_ids):
+            return {"generated": state}
+
+    inputs = causal_lm.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    out = generate_step(adapter_for(causal_lm), keras_hub.samplers.GreedySampler(), inputs,
+                        observers=(CountGenerated(),))
+    print(out["generated"])  # tokens generated per row (up to an end token)
     ```
     """
 

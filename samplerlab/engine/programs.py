@@ -172,9 +172,15 @@ class ProgramCache:
 
     ```python
     from samplerlab.engine.programs import ProgramCache
-    programs = ProgramCache(model.adapter)
-    outputs = programs.get(sampler, inputs, stop_token_ids=None)(sampler, inputs)
-    programs.compiled  # 1: a second sampler of the same structure reuses it
+    from samplerlab.samplers.traced_top_k import TracedTopKSampler
+
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    programs = ProgramCache(model.adapter, persistent=False)
+    for temperature in (0.7, 1.3):  # same structure, other values: one compiled program
+        sampler = TracedTopKSampler(k=10, temperature=temperature, seed=1)
+        outputs = programs.get(sampler, inputs, stop_token_ids=None)(sampler, inputs)
+    assert programs.compiled == 1
     ```
     """
 

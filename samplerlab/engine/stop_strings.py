@@ -48,9 +48,12 @@ class StopAutomaton:
 
     Example:
 
-    >>> automaton = StopAutomaton(["\\n\\n", "THE END"])
-    >>> automaton.run(b"and THE END")[1]
-    True
+    ```python
+    from samplerlab.engine.stop_strings import StopAutomaton
+
+    automaton = StopAutomaton(["\\n\\n", "THE END"])
+    assert automaton.run(b"and THE END")[1]  # the stop string ended in these bytes
+    ```
     """
 
     def __init__(self, stops: list[str]) -> None:
@@ -166,10 +169,17 @@ class StopStringObserver(StepObserver):
     Example:
 
     ```python
+    import keras_hub
+    from samplerlab.engine.programs import ProgramCache
     from samplerlab.engine.stop_strings import StopStringObserver
+
+    sampler = keras_hub.samplers.GreedySampler()
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=24)
     observer = StopStringObserver(model.tokenizer, ["\\n\\n"], model.end_token_id)
-    program = ProgramCache(model.adapter).get(sampler, inputs, (model.end_token_id,),
-                                               observers=(observer,))
+    program = ProgramCache(model.adapter, persistent=False).get(
+        sampler, inputs, (model.end_token_id,), observers=(observer,))
+    out = program(sampler, inputs)  # each row ends at its first blank line, or at max_length
     ```
     """
 
@@ -238,8 +248,11 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
 
     Example:
 
-    >>> cut_at_stop("one\\n\\ntwo THE END", ["THE END", "\\n\\n"])
-    ('one', '\\n\\n')
+    ```python
+    from samplerlab.engine.stop_strings import cut_at_stop
+
+    assert cut_at_stop("one\\n\\ntwo THE END", ["THE END", "\\n\\n"]) == ("one", "\\n\\n")
+    ```
     """
     best: tuple[tuple[int, int], str] | None = None
     for stop in stops:

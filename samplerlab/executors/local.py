@@ -21,8 +21,18 @@ class LocalExecutor:
     Example:
 
     ```python
-    from samplerlab.executors import LocalExecutor
-    for outcome in LocalExecutor(model).run(job, cells):
+    import samplerlab
+    from samplerlab.executors import LocalExecutor, RunJob
+    from samplerlab.prompts import Prompt
+
+    loaded = samplerlab.load_spec({"name": "doc", "model": {"preset": "samplerlab:tiny-en"},
+                                   "prompts": ["Keras is"], "samplers": ["greedy"],
+                                   "generation": {"max_length": 16}, "metrics": ["length"]})
+    spec = loaded.spec
+    job = RunJob(model="samplerlab:tiny-en", sequence_length=spec.model.sequence_length,
+                 dtype_policy=None, fast_decoding=True, generation=spec.generation,
+                 metrics=spec.metrics, prompts=[Prompt("Keras is", 0)], spec_seed=spec.seed)
+    for outcome in LocalExecutor(model).run(job, loaded.cells):  # model: a LoadedModel
         print(outcome.cell.id, outcome.record["status"])
     ```
     """

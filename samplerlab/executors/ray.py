@@ -18,9 +18,11 @@ Example:
 import samplerlab
 from samplerlab.executors import RayExecutor
 
-loaded = samplerlab.load_spec("experiments/quickstart.yaml")
-result = samplerlab.run(loaded, executor=RayExecutor(address="local"))
-print(result.run_dir, result.status)
+loaded = samplerlab.load_spec({"name": "doc", "model": {"preset": "samplerlab:tiny-en"},
+                               "prompts": ["Keras is"], "samplers": ["greedy"],
+                               "generation": {"max_length": 8}, "metrics": ["length"]})
+result = samplerlab.run(loaded, executor=RayExecutor(address="local"), progress=False)
+assert result.status == "complete"
 ```
 
 Ray is an optional dependency: ``pip install 'samplerlab[ray]'``.

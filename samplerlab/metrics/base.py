@@ -95,8 +95,9 @@ class Metric:
         def aggregate(self, stats):
             return {"mean_chars": float(stats[:, 0].mean())}
 
-    MeanChars().aggregate(MeanChars().stats([{"text": "ab"}, {"text": "abcd"}], None))
-    # {'mean_chars': 3.0}
+    metric = MeanChars()
+    assert metric.aggregate(metric.stats([{"text": "ab"}, {"text": "abcd"}], None)) == {
+        "mean_chars": 3.0}
     ```
     """
 

@@ -28,11 +28,12 @@ class Coherence(SumPooledMetric):
 
     ```python
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.models import LoadedModel, build_tiny_causal_lm
+    from samplerlab.metrics.coherence import Coherence
 
-    context = MetricContext(model=LoadedModel(build_tiny_causal_lm(), "tiny", "", None, []))
     samples = [{"prompt": "The cat", "text": " sat on the mat"}]
-    Coherence().aggregate(Coherence().stats(samples, context))  # {'coherence': ...}
+    metric = Coherence()
+    scores = metric.aggregate(metric.stats(samples, MetricContext(model=model)))
+    assert -1.0 <= scores["coherence"] <= 1.0  # a cosine similarity
     ```
     """
 

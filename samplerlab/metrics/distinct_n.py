@@ -22,9 +22,11 @@ class DistinctN(SumPooledMetric):
     Example:
 
     ```python
+    from samplerlab.metrics.distinct_n import DistinctN
+
     metric = DistinctN(n=1)
-    metric.aggregate(metric.stats([{"text": "a b"}, {"text": "a c"}], None))
-    # {'distinct_1': 0.75}: 3 distinct of 4 words
+    scores = metric.aggregate(metric.stats([{"text": "a b"}, {"text": "a c"}], None))
+    assert scores == {"distinct_1": 0.75}  # 3 distinct of 4 words
     ```
     """
 

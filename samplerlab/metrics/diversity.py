@@ -17,8 +17,10 @@ class Diversity(SumPooledMetric):
     Example:
 
     ```python
+    from samplerlab.metrics.diversity import Diversity
+
     metric = Diversity()
-    metric.aggregate(metric.stats([{"text": "a b c d e f"}], None))  # {'diversity': 1.0}
+    assert metric.aggregate(metric.stats([{"text": "a b c d e f"}], None)) == {"diversity": 1.0}
     ```
     """
 

@@ -98,10 +98,10 @@ def embed(model: Any, texts: list[str], pooling: Pooling = "last", *, batch_size
     Example:
 
     ```python
-    from samplerlab.models import LoadedModel, build_tiny_causal_lm
+    from samplerlab.metrics.features import embed
 
-    model = LoadedModel(build_tiny_causal_lm(), "tiny", "", None, [])
-    embed(model, ["hello world", "a"], "mean").shape  # (2, 32)
+    features = embed(model, ["hello world", "a"], "mean")  # model: a LoadedModel
+    assert features.shape == (2, model.causal_lm.backbone.hidden_dim)
     ```
     """
     memo = {} if memo is None else memo

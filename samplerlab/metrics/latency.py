@@ -23,13 +23,16 @@ class Latency(Metric):
     Example:
 
     ```python
+    import pytest
     from samplerlab.metrics.base import MetricContext
+    from samplerlab.metrics.latency import Latency
 
     timing = {"first_call_s": 5.0, "compile_s": 4.0, "steady_call_s": [1.0, 3.0],
               "generated_tokens": 30, "steady_generated_tokens": 20}
     metric = Latency()
-    metric.aggregate(metric.stats([], MetricContext(timing=timing)))
-    # {'compile_s': 4.0, 'steady_p50_s': 2.0, 'steady_p95_s': 2.9, 'tokens_per_s': 5.0}
+    scores = metric.aggregate(metric.stats([], MetricContext(timing=timing)))
+    assert scores == pytest.approx(
+        {"compile_s": 4.0, "steady_p50_s": 2.0, "steady_p95_s": 2.9, "tokens_per_s": 5.0})
     ```
     """
 

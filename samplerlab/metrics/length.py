@@ -26,11 +26,13 @@ class Length(SumPooledMetric):
     Example:
 
     ```python
+    from samplerlab.metrics.length import Length
+
     metric = Length()
     samples = [{"text": "a b c", "num_tokens": 4, "stop_reason": "end_token"},
                {"text": "a", "num_tokens": 2, "stop_reason": "max_length"}]
-    metric.aggregate(metric.stats(samples, None))
-    # {'mean_tokens': 3.0, 'mean_words': 2.0, 'end_token_share': 0.5}
+    assert metric.aggregate(metric.stats(samples, None)) == {
+        "mean_tokens": 3.0, "mean_words": 2.0, "end_token_share": 0.5}
     ```
     """
 

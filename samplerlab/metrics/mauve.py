@@ -136,7 +136,13 @@ class Mauve(Metric):
     Example:
 
     ```python
+    import numpy as np
+    from samplerlab.metrics.mauve import Mauve, MauveFeatures
+
+    rng = np.random.default_rng(0)  # stand-ins for the model's features of the texts
+    generated, human = rng.normal(size=(60, 16)), rng.normal(size=(40, 16)) + 0.4
     metric = Mauve()  # raises UserInputError when mauve-text is not installed
+    assert 0.0 < metric.aggregate(MauveFeatures(generated, human))["mauve"] < 1.0
     ```
     """
 

@@ -76,13 +76,12 @@ class Perplexity(SumPooledMetric):
 
     ```python
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.models import LoadedModel, build_tiny_causal_lm
+    from samplerlab.metrics.perplexity import Perplexity
 
-    lm = build_tiny_causal_lm()
-    context = MetricContext(model=LoadedModel(lm, "tiny", "", None, []))
-    samples = [{"prompt": "Hello", "text": " world"}]
+    samples = [{"prompt": "Once upon a", "text": " time"}]
     metric = Perplexity()
-    metric.aggregate(metric.stats(samples, context))  # {'perplexity': ~50257 (random model)}
+    scores = metric.aggregate(metric.stats(samples, MetricContext(model=model)))
+    assert scores["perplexity"] > 1.0  # exp(mean negative log-likelihood of " time")
     ```
     """
 

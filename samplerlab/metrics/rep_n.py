@@ -36,7 +36,10 @@ def repeated_windows(text_units: list[str], n: int) -> list[int]:
     Example:
 
     ```python
-    repeated_windows("a b a b a".split(), 2)  # [2]: (a b) again; the final (b a) is not counted
+    from samplerlab.metrics.rep_n import repeated_windows
+
+    assert repeated_windows("a b a b a".split(), 2) == [2]
+    # (a b) again at position 2; the final (b a) is not counted
     ```
     """
     seen: set[tuple[str, ...]] = set()
@@ -69,10 +72,13 @@ class RepN(SumPooledMetric):
     Example:
 
     ```python
+    import pytest
+    from samplerlab.metrics.rep_n import RepN
+
     metric = RepN()
     samples = [{"text": "a b a b a"}]
-    metric.aggregate(metric.stats(samples, None))["rep_2"]
-    # 33.33...: SimCTG counts (a b)(b a)(a b), not the final (b a): 2 distinct of 3
+    assert metric.aggregate(metric.stats(samples, None))["rep_2"] == pytest.approx(100 / 3)
+    # SimCTG counts (a b)(b a)(a b), not the final (b a): 2 distinct of 3
     ```
     """
 

@@ -169,7 +169,8 @@ def score_cell(samples: Samples, metrics: list[Metric],
     from samplerlab.metrics.scoring import build_metrics, score_cell
 
     scores = score_cell([{"text": "a b c a b c"}], build_metrics(["rep_n", "perplexity"]))
-    scores.values["rep_2"], scores.skipped  # {'perplexity': 'needs model'}
+    assert "rep_2" in scores.values
+    assert scores.skipped == {"perplexity": "needs model"}  # no model in the context
     ```
     """
     context = dataclasses.replace(context or MetricContext(), cache={})
@@ -208,7 +209,7 @@ def score_samples(samples: Samples, metrics: list[Metric],
 
     samples = [{"text": "a b c a b c"}, {"text": "x y z x y"}]
     row = score_samples(samples, build_metrics(["rep_n"]))
-    row["rep_2"], row["rep_2_ci_low"], row["rep_2_ci_high"]
+    assert row["rep_2_ci_low"] <= row["rep_2"] <= row["rep_2_ci_high"]  # a 95% interval
     ```
     """
     return score_cell(samples, metrics, context).values
@@ -406,10 +407,13 @@ def summary_table(rows: list[dict[str, Any]], columns: list[str] | None = None,
 
     ```python
     from rich.console import Console
+    from samplerlab.metrics.scoring import summary_table
 
     rows = [{"label": "greedy", "status": "done", "rep_4": 20.0, "rep_4_ci_low": 15.0,
              "rep_4_ci_high": 26.0}]
-    Console().print(summary_table(rows))  # 20 / ±5.5 under "rep_4"
+    console = Console(record=True)
+    console.print(summary_table(rows))
+    assert "±5.5" in console.export_text()  # 20 ± half the interval, under "rep_4"
     ```
     """
     from rich.table import Table

@@ -93,9 +93,11 @@ class SelfBleu(SumPooledMetric):
     Example:
 
     ```python
+    from samplerlab.metrics.self_bleu import SelfBleu
+
     metric = SelfBleu()
     samples = [{"text": "the cat sat on the mat"}] * 2
-    metric.aggregate(metric.stats(samples, None))  # {'self_bleu': 1.0}
+    assert metric.aggregate(metric.stats(samples, None)) == {"self_bleu": 1.0}
     ```
     """
 

@@ -38,8 +38,10 @@ def units(text: str) -> list[str]:
     Example:
 
     ```python
-    units("the cat  sat")   # ['the', 'cat', 'sat']
-    units("床前明月光，hi")  # ['床', '前', '明', '月', '光', '，', 'hi']
+    from samplerlab.metrics.text import units
+
+    assert units("the cat  sat") == ["the", "cat", "sat"]
+    assert units("床前明月光，hi") == ["床", "前", "明", "月", "光", "，", "hi"]
     ```
     """
     if _HAS_CJK.search(text) is None:
@@ -59,7 +61,9 @@ def unit_spans(text: str) -> list[tuple[int, int]]:
     Example:
 
     ```python
-    unit_spans("the  cat")  # [(0, 3), (5, 8)]
+    from samplerlab.metrics.text import unit_spans
+
+    assert unit_spans("the  cat") == [(0, 3), (5, 8)]
     ```
     """
     pattern = _WORD if _HAS_CJK.search(text) is None else _UNIT

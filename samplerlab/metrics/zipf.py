@@ -56,9 +56,11 @@ class Zipf(Metric):
     Example:
 
     ```python
+    from samplerlab.metrics.zipf import Zipf
+
     metric = Zipf()
     text = " ".join(["a"] * 12 + ["b"] * 6 + ["c"] * 4 + ["d"] * 3)  # f = 12 / r
-    round(metric.aggregate(metric.stats([{"text": text}], None))["zipf"], 6)  # 1.0
+    assert round(metric.aggregate(metric.stats([{"text": text}], None))["zipf"], 6) == 1.0
     ```
     """
 

@@ -240,8 +240,9 @@ def describe_family(causal_lm: Any, *, hf_config: dict[str, Any] | None = None,
     ```python
     from samplerlab.models.builders import build_tiny_family
     from samplerlab.models.family import describe_family
+
     family = describe_family(build_tiny_family("qwen"))
-    family.start_token_id, family.prompt_overhead   # (None, 0): Qwen has no start token
+    assert (family.start_token_id, family.prompt_overhead) == (None, 0)  # no start token
     ```
     """
     name = type(causal_lm).__name__

@@ -52,19 +52,23 @@ class Processor(TracedParams):
 
     Example:
 
-    >>> import keras
-    >>> from samplerlab.processors.base import Processor
-    >>> @keras.saving.register_keras_serializable(package="doc")
-    ... class Shift(Processor):
-    ...     '''Add a constant to every logit (a no-op for sampling).'''
-    ...     def __init__(self, amount=1.0):
-    ...         self.amount = self.add_param("amount", amount)
-    ...     def process(self, logits, context):
-    ...         return logits + self.amount
-    >>> Shift(2.0).params()
-    {'amount': 2.0}
-    >>> Shift.from_config(Shift(3.0).get_config()).params()
-    {'amount': 3.0}
+    ```python
+    import keras
+    from samplerlab.processors.base import Processor
+
+    @keras.saving.register_keras_serializable(package="doc")
+    class Shift(Processor):
+        '''Add a constant to every logit (a no-op for sampling).'''
+
+        def __init__(self, amount=1.0):
+            self.amount = self.add_param("amount", amount)
+
+        def process(self, logits, context):
+            return logits + self.amount
+
+    assert Shift(2.0).params() == {"amount": 2.0}
+    assert Shift.from_config(Shift(3.0).get_config()).params() == {"amount": 3.0}
+    ```
     """
 
     #: True when :meth:`process` reads ``context.tokens`` (documentation only).

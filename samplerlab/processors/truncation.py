@@ -46,9 +46,10 @@ class Temperature(Processor):
 
     Example:
 
-    >>> from samplerlab.processors.truncation import Temperature
-    >>> Temperature(0.5).params()
-    {'temperature': 0.5}
+    ```python
+    from samplerlab.processors.truncation import Temperature
+    assert Temperature(0.5).params() == {"temperature": 0.5}
+    ```
     """
 
     def __init__(self, temperature: float = 1.0) -> None:

@@ -47,10 +47,14 @@ def nucleus_threshold(probabilities: Any, p: Any) -> Any:
 
     Example:
 
-    >>> import numpy as np
-    >>> probs = np.array([[0.5, 0.3, 0.15, 0.05]], dtype="float32")
-    >>> float(nucleus_threshold(probs, 0.7)[0, 0])  # 0.5 + 0.3 reaches 0.7
-    0.30000001192092896
+    ```python
+    import numpy as np
+    from samplerlab.samplers.fast_ops import nucleus_threshold
+
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]], dtype="float32")
+    threshold = nucleus_threshold(probs, 0.7)  # 0.5 + 0.3 reaches 0.7: keep p >= 0.3
+    np.testing.assert_allclose(threshold, [[0.3]])
+    ```
     """
     probs = ops.cast(probabilities, "float32")
     p = ops.cast(p, "float32")
@@ -84,10 +88,14 @@ def sample_from_weights(weights: Any, seed: Any) -> Any:
 
     Example:
 
-    >>> import keras, numpy as np
-    >>> weights = np.array([[0.0, 2.0, 0.0, 0.0]], dtype="float32")
-    >>> int(sample_from_weights(weights, keras.random.SeedGenerator(1))[0])
-    1
+    ```python
+    import keras
+    import numpy as np
+    from samplerlab.samplers.fast_ops import sample_from_weights
+
+    weights = np.array([[0.0, 2.0, 0.0, 0.0]], dtype="float32")
+    assert int(sample_from_weights(weights, keras.random.SeedGenerator(1))[0]) == 1
+    ```
     """
     table = _InverseCDF(weights)
     uniform = random.uniform((table.batch, 1), seed=seed)
@@ -168,10 +176,14 @@ def sample_nucleus(probabilities: Any, p: Any, seed: Any, tries: int = NUCLEUS_T
 
     Example:
 
-    >>> import keras, numpy as np
-    >>> probs = np.array([[0.6, 0.3, 0.1]], dtype="float32")
-    >>> int(sample_nucleus(probs, 0.5, keras.random.SeedGenerator(1))[0])  # nucleus {0}
-    0
+    ```python
+    import keras
+    import numpy as np
+    from samplerlab.samplers.fast_ops import sample_nucleus
+
+    probs = np.array([[0.6, 0.3, 0.1]], dtype="float32")
+    assert int(sample_nucleus(probs, 0.5, keras.random.SeedGenerator(1))[0]) == 0  # nucleus {0}
+    ```
     """
     probs = ops.cast(probabilities, "float32")
     table = _InverseCDF(probs)

@@ -64,11 +64,14 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
     Example:
 
     ```python
-    from samplerlab.models import load_model
+    from samplerlab.models.adapters import adapter_for
     from samplerlab.samplers.speculative_sampler import SpeculativeSampler
     from samplerlab.samplers.traced_top_k import TracedTopKSampler
+
     sampler = SpeculativeSampler(4, base_sampler=TracedTopKSampler(k=10), seed=1)
-    sampler.attach_draft(load_model("path/to/small_preset").adapter)
+    # The draft: a smaller model with the same tokenizer (here, for brevity, the model
+    # itself; a spec gives it as the sampler's `draft` parameter).
+    sampler.attach_draft(adapter_for(causal_lm))
     causal_lm.compile(sampler=sampler)
     causal_lm.generate(["Keras is a"])
     ```

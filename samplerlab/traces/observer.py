@@ -46,11 +46,18 @@ class TraceObserver(StepObserver):
     Example:
 
     ```python
+    import keras_hub
     from samplerlab.engine.programs import ProgramCache
     from samplerlab.traces.observer import TraceObserver
-    observer = TraceObserver(sampler, vocabulary_size=50257, top=5)
-    out = ProgramCache(model.adapter).get(sampler, inputs, None, (observer,))(sampler, inputs)
-    out["trace"]["model_logp"]  # (batch, max_length)
+
+    sampler = keras_hub.samplers.GreedySampler()
+    # model: a LoadedModel
+    inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    observer = TraceObserver(sampler, vocabulary_size=model.tokenizer.vocabulary_size(), top=5)
+    program = ProgramCache(model.adapter, persistent=False).get(sampler, inputs, None,
+                                                                (observer,))
+    out = program(sampler, inputs)
+    assert out["trace"]["model_logp"].shape == (1, 16)  # (batch, max_length)
     ```
     """
 

@@ -86,8 +86,9 @@ def score_text(text: str, preset: str = "samplerlab:tiny-en", *, model: Any = No
 
     ```python
     import samplerlab
-    df = samplerlab.score_text("The cat sat on the mat.", top=3)
-    df[["token_text", "model_prob", "model_rank"]]
+
+    df = samplerlab.score_text("The cat sat on the mat.", top=3)  # samplerlab:tiny-en
+    print(df[["token_text", "model_prob", "model_rank"]])  # one row per token
     ```
     """
     if model is None:

@@ -78,10 +78,17 @@ class TraceRows:
     Example:
 
     ```python
-    rows = TraceRows("000-greedy", TokenTexts(model.tokenizer))
-    rows.add(out["trace"], starts=[3, 5], lengths=[12, 9], prompt_indices=[0, 1],
+    import numpy as np
+    from samplerlab.traces.table import TokenTexts, TraceRows
+
+    # One generate call's trace (what TraceObserver returns): (batch, max_length) arrays.
+    shape = (2, 24)
+    trace = {"token_id": np.full(shape, 464), "model_logp": np.full(shape, -1.5),
+             "model_rank": np.ones(shape, int), "model_entropy": np.full(shape, 2.0)}
+    rows = TraceRows("000-greedy", TokenTexts(model.tokenizer))  # model: a LoadedModel
+    rows.add(trace, starts=[3, 5], lengths=[12, 9], prompt_indices=[0, 1],
              sample_indices=[0, 0])
-    table = rows.table()  # 21 rows
+    assert rows.table().num_rows == 21  # the generated tokens of both rows
     ```
     """
 
@@ -214,8 +221,9 @@ def load_traces(run_dir: str | Path, columns: list[str] | None = None) -> Any:
 
     ```python
     import samplerlab
-    df = samplerlab.load_traces("results/quickstart/20261125-101500")
-    df.groupby("cell_id")["model_prob"].mean()
+
+    df = samplerlab.load_traces(run_dir)  # run_dir: a run with generation.trace: true
+    print(df.groupby("cell_id")["model_prob"].mean())
     ```
     """
     import pandas as pd

@@ -72,9 +72,13 @@ class Scorer:
     Example:
 
     ```python
+    import numpy as np
     from samplerlab.traces.teacher import Scorer
-    columns = Scorer(model, top=5).score([[50256, 464, 3797, 318]])
-    columns["model_logp"][0]  # NaN, then the log-probabilities of tokens 1..3
+
+    token_ids = np.asarray(model.tokenizer("The cat sat on")).tolist()  # model: a LoadedModel
+    columns = Scorer(model, top=5).score([token_ids])[0]  # one dict per row
+    logp = columns["model_logp"]  # NaN, then the log-probabilities of tokens 1..
+    assert np.isnan(logp[0]) and (logp[1:] < 0).all()
     ```
     """
 

@@ -1,13 +1,16 @@
 """The run viewer: ``samplerlab view`` serves runs in the browser (Starlette, Jinja2,
 uvicorn), with blind pairwise rating into ``ratings.sqlite`` and a static HTML export.
 
+Example:
+
 ```python
 from pathlib import Path
 from samplerlab.viewer import Catalog, create_app, export_html
 
-catalog = Catalog([Path("results")])
+catalog = Catalog([run_dir])   # run directories, or roots holding runs: Path("results")
 app = create_app(catalog)                      # an ASGI app: uvicorn, or Starlette's TestClient
 export_html(catalog.sorted_runs()[0], "run.html")
+assert "<html" in Path("run.html").read_text(encoding="utf-8")  # one self-contained page
 ```
 """
 

@@ -10,9 +10,10 @@ Example:
 
 ```python
 from starlette.testclient import TestClient
+from samplerlab.viewer import Catalog, create_app
 
-app = create_app(Catalog([Path("results")]))
-TestClient(app).get("/").status_code  # 200
+app = create_app(Catalog([run_dir]))  # run directories, or roots holding runs: Path("results")
+assert TestClient(app).get("/").status_code == 200
 ```
 """
 

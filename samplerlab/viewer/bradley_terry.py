@@ -56,8 +56,11 @@ def fit_bradley_terry(wins: np.ndarray, prior_sd: float = PRIOR_SD) -> np.ndarra
     Example:
 
     ```python
-    s = fit_bradley_terry(np.array([[0.0, 3.0], [1.0, 0.0]]))
-    s[0] - s[1]  # close to log(3): i won 3 of 4 games (the prior pulls it in a little)
+    import numpy as np
+    from samplerlab.viewer.bradley_terry import fit_bradley_terry
+
+    s = fit_bradley_terry(np.array([[0.0, 3.0], [1.0, 0.0]]))  # 0 beat 1 in 3 of 4 games
+    assert 0 < s[0] - s[1] < np.log(3)  # log(3), pulled in a little by the prior
     ```
     """
     from scipy.optimize import minimize

@@ -44,9 +44,12 @@ def highlight(text: str, n: int, query: str | None = None) -> Highlighted:
     Example:
 
     ```python
+    import pytest
+    from samplerlab.viewer.highlight import highlight
+
     h = highlight("a b a b a", 2)
-    [p.text for p in h.pieces if p.repeated]  # ['a b']: the third window repeats the first
-    h.rep  # 33.33...: rep_2 of the text, as samplerlab.metrics computes it
+    assert [p.text for p in h.pieces if p.repeated] == ["a b"]  # the third window repeats
+    assert h.rep == pytest.approx(100 / 3)  # rep_2 of the text, as samplerlab.metrics has it
     ```
     """
     spans = unit_spans(text)

@@ -11,10 +11,14 @@ never overwrite each other (SQLite serialises writers; WAL lets readers go on).
 Example:
 
 ```python
+from samplerlab.viewer.ratings import RatingsStore
+from samplerlab.viewer.samples import SampleIndex
+
+samples = SampleIndex.load(run_dir / "samples.jsonl")   # run_dir: a finished run
 store = RatingsStore(run_dir / "ratings.sqlite")
-pair = store.issue_pair(samples, rater="ana")        # samples: a SampleIndex
-store.record(pair.pair_id, "a", rater="ana")
-store.judgements()[0]["choice"]                      # 'a'
+pair = store.issue_pair(samples, rater="ana")
+store.record(pair.pair_id, "a", rater="ana")            # ana prefers pair.cell_a
+assert store.judgements()[0]["choice"] == "a"
 ```
 """
 

@@ -8,8 +8,11 @@ run directories finds every stored judgement in ``ratings.sqlite``.
 Example:
 
 ```python
-with running_server(create_app(Catalog([Path("results")]))) as url:
-    urllib.request.urlopen(url).status  # 200
+import urllib.request
+from samplerlab.viewer import Catalog, create_app, running_server
+
+with running_server(create_app(Catalog([run_dir]))) as url:  # run_dir: a finished run
+    assert urllib.request.urlopen(url).status == 200
 ```
 """
 

@@ -40,8 +40,9 @@ def adapter_for(causal_lm: Any, fast: bool = True) -> DecodingAdapter:
 
     ```python
     from samplerlab.models.adapters import adapter_for
-    adapter = adapter_for(causal_lm)          # GPT2Adapter for a GPT-2
-    adapter_for(causal_lm, fast=False).name   # "keras_hub"
+
+    assert adapter_for(causal_lm).name == "gpt2"  # causal_lm: a GPT2CausalLM
+    assert adapter_for(causal_lm, fast=False).name == "keras_hub"
     ```
     """
     candidates = (fast_adapters() if fast else []) + family_adapters()

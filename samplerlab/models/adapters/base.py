@@ -36,9 +36,13 @@ class DecodingAdapter:
 
     ```python
     from samplerlab.models.adapters import DecodingAdapter
+
+    inputs = causal_lm.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
     adapter = DecodingAdapter(causal_lm)
     hidden, cache = adapter.start(token_ids, padding_mask)
-    logits, hidden, cache = adapter.step(token_ids, cache, index, padding_mask)
+    logits, hidden, cache = adapter.step(token_ids, cache, 3, padding_mask)  # 3rd token's
+    assert logits.shape == (1, causal_lm.backbone.vocabulary_size)
     ```
     """
 

@@ -33,9 +33,14 @@ class Gemma3Adapter(DecodingAdapter):
 
     ```python
     from samplerlab.models.adapters.gemma3 import Gemma3Adapter
-    adapter = Gemma3Adapter(causal_lm)
+    from samplerlab.models.builders import build_tiny_family
+
+    gemma3 = build_tiny_family("gemma3")  # a Gemma3CausalLM with random weights
+    inputs = gemma3.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
+    adapter = Gemma3Adapter(gemma3)
     hidden, cache = adapter.start(token_ids, padding_mask)
-    logits, hidden, cache = adapter.step(token_ids, cache, index, padding_mask)
+    logits, hidden, cache = adapter.step(token_ids, cache, 3, padding_mask)
     ```
     """
 

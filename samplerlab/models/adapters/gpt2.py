@@ -50,8 +50,10 @@ class GPT2Adapter(DecodingAdapter):
 
     ```python
     from samplerlab.models.adapters.gpt2 import GPT2Adapter
-    adapter = GPT2Adapter(causal_lm)
-    hidden, cache = adapter.start(token_ids, padding_mask)
+
+    inputs = causal_lm.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    adapter = GPT2Adapter(causal_lm)  # causal_lm: a GPT2CausalLM
+    hidden, cache = adapter.start(inputs["token_ids"], inputs["padding_mask"])
     assert len(cache) == causal_lm.backbone.num_layers
     ```
     """

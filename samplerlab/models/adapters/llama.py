@@ -219,9 +219,14 @@ class LlamaAdapter(RotaryDecoderAdapter):
 
     ```python
     from samplerlab.models.adapters.llama import LlamaAdapter
-    adapter = LlamaAdapter(causal_lm)          # a Llama3CausalLM, say
-    hidden, cache = adapter.start(token_ids, padding_mask)
+    from samplerlab.models.builders import build_tiny_family
+
+    llama = build_tiny_family("llama3")        # a Llama3CausalLM with random weights
+    inputs = llama.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    adapter = LlamaAdapter(llama)
+    hidden, cache = adapter.start(inputs["token_ids"], inputs["padding_mask"])
     key, value = cache[0]                      # (batch, kv_heads, length, head_dim)
+    assert key.shape[0] == 1 and key.shape[2] == 16
     ```
     """
 
@@ -286,8 +291,13 @@ class GemmaAdapter(RotaryDecoderAdapter):
 
     ```python
     from samplerlab.models.adapters.llama import GemmaAdapter
-    adapter = GemmaAdapter(causal_lm)          # a GemmaCausalLM
-    logits, hidden, cache = adapter.call_with_cache(token_ids, cache, index)
+    from samplerlab.models.builders import build_tiny_family
+
+    gemma = build_tiny_family("gemma")         # a GemmaCausalLM with random weights
+    inputs = gemma.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
+    adapter = GemmaAdapter(gemma)
+    hidden, cache = adapter.start(inputs["token_ids"], inputs["padding_mask"])
+    logits, hidden, cache = adapter.call_with_cache(inputs["token_ids"][:, :1], cache, 0)
     ```
     """
 
