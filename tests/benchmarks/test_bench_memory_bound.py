@@ -133,3 +133,48 @@ def test_cache_length_1024_vs_128(benchmark):
     ratio = benchmark.stats.stats.median / short.median
     record(benchmark, long_s=benchmark.stats.stats.median, short_s=short.median,
            ratio=ratio, new_tokens=64, load=load_note())
+
+
+def _precision_models() -> dict:
+    """GPT-2 124M (random weights, same seed) as float32, bfloat16 and int8."""
+    import keras
+
+    from samplerlab.models import LoadedModel, build_gpt2_124m
+    from samplerlab.models.adapters import adapter_for
+    from samplerlab.models.loading import _quantize
+
+    models = {}
+    for name in ("float32", "bfloat16", "int8"):
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("bfloat16" if name == "bfloat16" else "float32")
+        try:
+            lm = build_gpt2_124m(128)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        if name == "int8":
+            _quantize(lm, "int8", "gpt2_124m")
+        models[name] = LoadedModel(lm, preset=name, path="", dtype_policy=None, notes=[],
+                                   adapter=adapter_for(lm))
+    return models
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_bfloat16_and_int8_against_float32(benchmark, batch):
+    """Target 3: tokens/s of bfloat16 and int8 weights next to float32, same run."""
+    models = _precision_models()
+    calls, firsts = {}, {}
+    for name, model in models.items():
+        calls[name], firsts[name] = compiled_call(model, build_sampler("greedy"), batch)
+    others = {name: Baseline(calls[name]) for name in ("bfloat16", "int8")}
+
+    def setup() -> None:
+        for baseline in others.values():
+            baseline.setup()
+
+    benchmark.pedantic(calls["float32"], setup=setup, rounds=3, iterations=1)
+    new = batch * (128 - _prompt_tokens(models["float32"]))
+    seconds = {"float32": benchmark.stats.stats.median,
+               **{name: b.median for name, b in others.items()}}
+    record(benchmark, **{f"{name}_tokens_per_s": new / s for name, s in seconds.items()},
+           **{f"{name}_vs_float32": seconds["float32"] / s for name, s in seconds.items()},
+           **{f"{name}_first_call_s": f for name, f in firsts.items()}, load=load_note())
