@@ -353,6 +353,7 @@ def load_model(preset: str, sequence_length: int = 128,
     if quantize is not None:
         _quantize(causal_lm, quantize, preset)
         notes.append(f"weights quantized with Keras's quantize({quantize!r})")
+    notes.extend(cpu_speed_notes(policy, quantize))
     hf_config = directory.hf_config if directory is not None else _hub_config(preset)
     family = describe_family(causal_lm, hf_config=hf_config, context_length=context_length)
     if context_length is not None and family.context_source != "model.context_length" \
@@ -372,6 +373,23 @@ def load_model(preset: str, sequence_length: int = 128,
                      "KerasHub's own call_with_cache")
     return LoadedModel(causal_lm, preset, path, policy, notes, adapter, family, distribution,
                        quantize)
+
+
+def cpu_speed_notes(policy: str | None, quantize: str | None) -> list[str]:
+    """What docs/performance.md measured for these weights on a CPU, where no accelerator
+    is present: they are kept (they save memory) but said to be slower where they are."""
+    if has_accelerator():
+        return []
+    notes = []
+    if policy in ("bfloat16", "mixed_bfloat16"):
+        notes.append(f"dtype_policy {policy} on CPU: XLA:CPU decodes it slower than float32 "
+                     "(0.8x on GPT-2 124M at batch 1 and 8; docs/performance.md); it halves "
+                     "the weights' memory")
+    if quantize == "int8":
+        notes.append("quantize int8 on CPU: faster than float32 at batch 8 (1.4x on GPT-2 "
+                     "124M), slower at batch 1 (0.7x: each step quantizes its activations; "
+                     "docs/performance.md)")
+    return notes
 
 
 def _quantize(causal_lm: Any, mode: str, preset: str) -> None:
