@@ -89,6 +89,10 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     return outputs
 
 
+#: The shortest seed pass: prompts shorter than this share one program.
+PREFILL_BUCKET = 64
+
+
 def prefill_length(padding_mask: Any) -> int:
     """The seed pass's length for a batch: its shortest prompt rounded up to an attention
     bucket (:func:`~samplerlab.models.adapters.attention.bucket_lengths`: 64, 128, ...),
@@ -98,7 +102,7 @@ def prefill_length(padding_mask: Any) -> int:
     from samplerlab.models.adapters.attention import bucket_for
 
     mask = np.asarray(padding_mask)
-    return bucket_for(max(int(mask.sum(axis=-1).min()), 1), mask.shape[-1])
+    return bucket_for(max(int(mask.sum(axis=-1).min()), 1), mask.shape[-1], PREFILL_BUCKET)
 
 
 def base_loop(sampler: Any, next: Any, prompt: Any, cache: Any, index: Any, mask: Any,

@@ -61,20 +61,20 @@ def pick_candidate(update: Any, chosen: Any) -> Any:
 SMALLEST_BUCKET = 64
 
 
-def bucket_lengths(length: int, smallest: int = SMALLEST_BUCKET) -> list[int]:
+def bucket_lengths(length: int, smallest: int | None = None) -> list[int]:
     """The key-prefix lengths attention over a ``length``-position cache is cut to:
-    ``smallest``, twice that, ... and ``length`` itself."""
+    ``smallest`` (default :data:`SMALLEST_BUCKET`), twice that, ... and ``length``."""
     sizes = []
-    size = smallest
+    size = smallest or SMALLEST_BUCKET
     while size < length:
         sizes.append(size)
         size *= 2
     return [*sizes, length]
 
 
-def bucket_for(positions: int, length: int) -> int:
+def bucket_for(positions: int, length: int, smallest: int | None = None) -> int:
     """The shortest bucket of a ``length``-position cache that holds ``positions``."""
-    return next(size for size in bucket_lengths(length) if size >= positions)
+    return next(size for size in bucket_lengths(length, smallest) if size >= positions)
 
 
 def over_used_prefix(attend: Any, last: Any, length: int) -> Any:
