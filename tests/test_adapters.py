@@ -157,4 +157,5 @@ def test_a_program_refuses_a_batch_longer_than_its_seed_pass(tiny_model):
     program = programs.get(sampler, short, None)
     with pytest.raises(ValueError, match="seeds the cache over 64 positions"):
         program(sampler, long)
-    assert programs.get(sampler, long, None).prefill == 128
+    assert (programs.prefill(short), programs.prefill(long)) == (64, 128)
+    assert programs.key(sampler, long, None) != programs.key(sampler, short, None)
