@@ -97,7 +97,8 @@ def new_manifest(loaded: LoadedSpec, model: Any, run_id: str) -> dict[str, Any]:
         "versions": versions(), "backend": keras.config.backend(), "devices": _device_names(),
         "git_revision": git_revision(), "seed": loaded.spec.seed,
         "model": {"preset": model.preset, "path": model.path,
-                  "dtype_policy": model.dtype_policy, "fast_decoding": model.fast_decoding,
+                  "dtype_policy": model.dtype_policy, "quantize": model.quantize,
+                  "fast_decoding": model.fast_decoding,
                   "decoding": model.adapter.describe(), **model.family.describe()},
         "notes": list(model.notes), "started": now(), "finished": None, "status": "running",
         "cells": [{"id": c.id, "index": c.index, "label": c.label, "sampler": c.sampler,
@@ -195,7 +196,8 @@ class Runner:
                       fast_decoding=spec.model.fast_decoding, generation=spec.generation,
                       context_length=spec.model.context_length,
                       model_parallel=distribution.model_parallel if distribution else None,
-                      metrics=list(spec.metrics), prompts=list(prompts), spec_seed=spec.seed,
+                      quantize=spec.model.quantize, metrics=list(spec.metrics),
+                      prompts=list(prompts), spec_seed=spec.seed,
                       plugins=extra_plugin_targets())
 
     def model_reference(self, run: RunDir) -> str:

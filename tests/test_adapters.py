@@ -113,3 +113,49 @@ def test_bfloat16_generate_is_keras_hubs_too(tiny_preset, engine_tokens, keras_h
     make = _samplers()["greedy"]
     np.testing.assert_array_equal(engine_tokens(model.adapter, make(), inputs),
                                   keras_hub_tokens(model.causal_lm, make(), inputs))
+
+
+LONG_PROMPT = " ".join(["the river ran past the old mill and into the valley"] * 8)  # ~90 tokens
+
+
+def _ours(name):
+    from samplerlab.plugins import get_plugin_manager
+
+    return get_plugin_manager().registry("samplers")[name].build(k=4, alpha=0.6)
+
+
+@pytest.mark.parametrize(("sampler", "prompts"), [
+    ("greedy", [LONG_PROMPT, *PROMPTS[:1]]), ("greedy", [LONG_PROMPT]),
+    ("samplerlab-contrastive", [LONG_PROMPT, *PROMPTS[:1]])],
+    ids=["greedy-ragged", "greedy-long", "samplerlab-contrastive-ragged"])
+def test_attention_over_used_buckets_gives_keras_hubs_tokens(tiny_model, engine_tokens,
+                                                             keras_hub_tokens, sampler, prompts):
+    """max_length 160: steps attend over 64, 128 and 160 keys, and the seed pass covers the
+    shortest prompt's bucket only (64 or 128 positions): KerasHub's tokens all the same
+    (samplerlab's contrastive search, over the shared cache, against KerasHub's)."""
+    from samplerlab.engine.generate import prefill_length
+
+    theirs_sampler = _samplers()[sampler.removeprefix("samplerlab-")]()
+    ours_sampler = _ours("contrastive") if sampler.startswith("samplerlab") else (
+        _samplers()[sampler]())
+    inputs = tiny_model.preprocessor.generate_preprocess(prompts, sequence_length=160)
+    assert prefill_length(inputs["padding_mask"]) == (64 if len(prompts) > 1 else 128)
+    ours = engine_tokens(adapter_for(tiny_model.causal_lm), ours_sampler, inputs)
+    theirs = keras_hub_tokens(tiny_model.causal_lm, theirs_sampler, inputs)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_program_refuses_a_batch_longer_than_its_seed_pass(tiny_model):
+    import keras_hub
+
+    from samplerlab.engine.programs import ProgramCache
+
+    programs = ProgramCache(adapter_for(tiny_model.causal_lm), persistent=False)
+    short = tiny_model.preprocessor.generate_preprocess(PROMPTS[:1], sequence_length=160)
+    long = tiny_model.preprocessor.generate_preprocess([LONG_PROMPT], sequence_length=160)
+    sampler = keras_hub.samplers.GreedySampler()
+    program = programs.get(sampler, short, None)
+    with pytest.raises(ValueError, match="seeds the cache over 64 positions"):
+        program(sampler, long)
+    assert (programs.prefill(short), programs.prefill(long)) == (64, 128)
+    assert programs.key(sampler, long, None) != programs.key(sampler, short, None)

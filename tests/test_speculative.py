@@ -60,6 +60,18 @@ def test_greedy_acceptance_gives_exactly_the_targets_greedy_tokens(tiny_model, d
     assert stats["proposed"] > 0 and stats["target_passes"] < 32
 
 
+def test_verification_across_attention_buckets_keeps_greedys_tokens(tiny_model, draft,
+                                                                     engine_tokens):
+    """max_length 150: the k + 1 verified positions attend over 64-, 128- and 150-key
+    prefixes of the cache (a pass can straddle two buckets)."""
+    import keras_hub
+
+    inputs = tiny_model.preprocessor.generate_preprocess(PROMPTS, sequence_length=150)
+    greedy = engine_tokens(tiny_model.adapter, keras_hub.samplers.GreedySampler(), inputs)
+    np.testing.assert_array_equal(
+        engine_tokens(tiny_model.adapter, _speculative(draft.adapter, 4), inputs), greedy)
+
+
 def test_it_runs_under_keras_hubs_own_generate_too(tiny_model, draft, keras_hub_tokens):
     import keras_hub
 

@@ -147,14 +147,16 @@ class CellEngine:
 
     def generate_batch(self, sampler: Any, texts: list[str],
                        observers: tuple = ()) -> tuple[dict, np.ndarray, float]:
-        """One compiled generate call; returns outputs, the prompt mask and its wall time."""
+        """One compiled generate call; returns outputs, the prompt mask and its wall time
+        (the program's lookup included: on a first call, its trace and compile or its
+        load from disk, which ``timing`` then reports apart as ``compile_s``)."""
         from keras import tree
 
         inputs = self.model.preprocessor.generate_preprocess(
             texts, sequence_length=self.generation.max_length)
         prompt_mask = np.asarray(inputs["padding_mask"])
-        program = self.programs.get(sampler, inputs, self.stop_token_ids, observers)
         start = time.perf_counter()
+        program = self.programs.get(sampler, inputs, self.stop_token_ids, observers)
         out = program(sampler, inputs)
         out = tree.map_structure(np.asarray, out)  # blocks until the device is done
         return out, prompt_mask, time.perf_counter() - start

@@ -31,7 +31,8 @@ from samplerlab.models import internals
 
 def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
                   stop_token_ids: tuple[int, ...] | None = None,
-                  observers: tuple[StepObserver, ...] = ()) -> dict[str, Any]:
+                  observers: tuple[StepObserver, ...] = (),
+                  prefill: int | None = None) -> dict[str, Any]:
     """Generate for one batch; traceable (the engine compiles it with ``jax.jit``).
 
     Args:
@@ -45,6 +46,9 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
             whose ``observes_steps`` is False (it decides tokens without the adapter's
             ``step``: speculative decoding) runs on the bare adapter; its observers then
             replay the finished tokens.
+        prefill: seed the cache over the first ``prefill`` positions only, where the
+            adapter can (``adapter.prefills``); at least the shortest prompt's length
+            (:func:`prefill_length`). None: over all positions, as KerasHub does.
 
     Returns:
         ``{"token_ids", "padding_mask"}`` as ``CausalLM.generate_step`` returns them,
@@ -66,7 +70,8 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     if observed is not None and getattr(sampler, "observes_steps", True):
         adapter = observed
     token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
-    hidden_states, cache = adapter.start(token_ids, padding_mask)
+    seed = {"prefill": prefill} if prefill is not None and adapter.prefills else {}
+    hidden_states, cache = adapter.start(token_ids, padding_mask, **seed)
     index = ops.min(ops.sum(ops.cast(padding_mask, "int32"), axis=-1))
 
     def next(prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
@@ -85,6 +90,22 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     if observed is not None:
         outputs.update(observed.outputs(token_ids))
     return outputs
+
+
+#: The shortest seed pass: prompts shorter than this share one program.
+PREFILL_BUCKET = 64
+
+
+def prefill_length(padding_mask: Any) -> int:
+    """The seed pass's length for a batch: its shortest prompt rounded up to an attention
+    bucket (:func:`~samplerlab.models.adapters.attention.bucket_lengths`: 64, 128, ...),
+    so that prompts of similar lengths share one compiled program. Read on the host."""
+    import numpy as np
+
+    from samplerlab.models.adapters.attention import bucket_for
+
+    mask = np.asarray(padding_mask)
+    return bucket_for(max(int(mask.sum(axis=-1).min()), 1), mask.shape[-1], PREFILL_BUCKET)
 
 
 def base_loop(sampler: Any, next: Any, prompt: Any, cache: Any, index: Any, mask: Any,

@@ -122,8 +122,12 @@ class ObservedAdapter:
     def shared_cache(self) -> bool:
         return self.inner.shared_cache
 
-    def start(self, token_ids: Any, padding_mask: Any) -> tuple[Any, tuple]:
-        hidden_states, cache = self.inner.start(token_ids, padding_mask)
+    @property
+    def prefills(self) -> bool:
+        return self.inner.prefills
+
+    def start(self, token_ids: Any, padding_mask: Any, **prefill: Any) -> tuple[Any, tuple]:
+        hidden_states, cache = self.inner.start(token_ids, padding_mask, **prefill)
         states = tuple(o.init(token_ids, padding_mask) for o in self.observers)
         return hidden_states, (cache, states, padding_mask)
 

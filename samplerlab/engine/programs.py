@@ -72,7 +72,7 @@ def sampler_structure(sampler: Any) -> Any:
 
 
 def program_key(model: str, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
-                observers: tuple = ()) -> str | None:
+                observers: tuple = (), prefill: int | None = None) -> str | None:
     """The digest naming a program (``model``: :func:`model_digest`), or None for a
     sampler without a structure."""
     structure = sampler_structure(sampler)
@@ -96,6 +96,7 @@ def program_key(model: str, sampler: Any, inputs: dict, stop_token_ids: tuple | 
         "inputs": {k: [tuple(v.shape), _dtype_name(v)] for k, v in sorted(inputs.items())},
         "stop_token_ids": list(stop_token_ids) if stop_token_ids is not None else None,
         "observers": [o.structure_key() for o in observers],
+        "prefill": prefill,
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -147,12 +148,21 @@ class Program:
     the updated seed state is written back, as KerasHub's generate function does.
     """
 
-    def __init__(self, compiled: Any, adapter: Any, source: str) -> None:
+    def __init__(self, compiled: Any, adapter: Any, source: str,
+                 prefill: int | None = None) -> None:
         self.compiled = compiled
         self.adapter = adapter
         self.source = source  # "traced", "exported" or "loaded"
+        self.prefill = prefill  # the seed pass's length (None: all positions)
 
     def __call__(self, sampler: Any, inputs: dict) -> dict:
+        from samplerlab.engine.generate import prefill_length
+
+        if self.prefill is not None and prefill_length(inputs["padding_mask"]) > self.prefill:
+            raise ValueError(
+                f"this program seeds the cache over {self.prefill} positions, but the "
+                "batch's shortest prompt is longer: get the program for these inputs "
+                "(ProgramCache.get)")
         outputs, values = self.compiled(_tensors(inputs), state(self.adapter, sampler))
         for variable, value in zip(sampler.variables, values, strict=True):
             variable.assign(value)
@@ -206,7 +216,15 @@ class ProgramCache:
         models = "+".join([self.model_digest, *(
             self._digests.setdefault(id(a), model_digest(a))
             for a in extra_adapters(self.adapter, sampler))])
-        return program_key(models, sampler, inputs, stop_token_ids, observers)
+        return program_key(models, sampler, inputs, stop_token_ids, observers,
+                           self.prefill(inputs))
+
+    def prefill(self, inputs: dict) -> int | None:
+        """The seed pass's length for these inputs, where the adapter seeds a prefix
+        (:func:`~samplerlab.engine.generate.prefill_length`)."""
+        from samplerlab.engine.generate import prefill_length
+
+        return prefill_length(inputs["padding_mask"]) if self.adapter.prefills else None
 
     def get(self, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
             observers: tuple = ()) -> Program:
@@ -228,7 +246,8 @@ class ProgramCache:
 
         inputs = _tensors(inputs)
         args = (inputs, state(self.adapter, sampler))
-        make = _stateless_program(self.adapter, sampler, stop_token_ids, observers)
+        prefill = self.prefill(inputs)
+        make = _stateless_program(self.adapter, sampler, stop_token_ids, observers, prefill)
         program, source = None, "traced"
         if key is not None and self.directory is not None and trusted(sampler) and all(
                 trusted(o) for o in observers):
@@ -239,7 +258,7 @@ class ProgramCache:
         # argument changed only in committed-ness or weak type (assigned seed states).
         compiled = jax.jit(program).lower(*args).compile()
         self.compiled += 1
-        return Program(compiled, self.adapter, source)
+        return Program(compiled, self.adapter, source, prefill)
 
     def _exported(self, key: str, program: Any, args: tuple) -> tuple[Any, str]:
         """``(exported.call, source)`` read from disk or exported now; ``(None, "traced")``
@@ -293,7 +312,7 @@ def state(adapter: Any, sampler: Any) -> tuple:
 
 
 def _stateless_program(adapter: Any, sampler: Any, stop_token_ids: tuple | None,
-                       observers: tuple = ()) -> Any:
+                       observers: tuple = (), prefill: int | None = None) -> Any:
     """``generate_step`` as a pure function of ``(inputs, state)`` for ``jax.jit``."""
     import jax
     import keras
@@ -315,7 +334,8 @@ def _stateless_program(adapter: Any, sampler: Any, stop_token_ids: tuple | None,
                               zip(m.non_trainable_variables, n, strict=True))
               for m, (t, n) in zip(extras, extra_values, strict=True)))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            outputs = generate_step(adapter, sampler, inputs, stop_token_ids, observers)
+            outputs = generate_step(adapter, sampler, inputs, stop_token_ids, observers,
+                                    prefill)
         updated = []
         for variable in sampler.variables:
             value = scope.get_current_value(variable)

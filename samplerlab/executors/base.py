@@ -38,6 +38,7 @@ class RunJob:
         context_length: the spec's ``model.context_length``.
         model_parallel: the spec's ``model.distribution.model_parallel`` (each worker
             shards its own copy of the model over its own devices).
+        quantize: the spec's ``model.quantize``.
     """
 
     model: str
@@ -51,6 +52,7 @@ class RunJob:
     plugins: tuple[str, ...] = ()
     context_length: int | None = None
     model_parallel: int | None = None
+    quantize: str | None = None
 
 
 @dataclass

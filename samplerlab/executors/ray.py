@@ -105,13 +105,14 @@ def _worker_executor(job: RunJob, shipped: list | None) -> Any:
     from samplerlab.models import load_model
 
     key = (job.model, job.sequence_length, job.dtype_policy, job.fast_decoding,
-           job.context_length, job.model_parallel, shipped is not None)
+           job.context_length, job.model_parallel, job.quantize, shipped is not None)
     if _WORKER["model_key"] != key:
         _WORKER["executor"] = None  # free the previous model first
         reference = _worker_preset(job.model, shipped)
         _WORKER["executor"] = LocalExecutor(load_model(
             reference, job.sequence_length, job.dtype_policy, job.fast_decoding,
-            context_length=job.context_length, model_parallel=job.model_parallel))
+            context_length=job.context_length, model_parallel=job.model_parallel,
+            quantize=job.quantize))
         _WORKER["model_key"] = key
     return _WORKER["executor"]
 

@@ -262,6 +262,7 @@ class LoadedModel:
     adapter: Any = None  # the DecodingAdapter the engine runs (samplerlab.models.adapters)
     family: ModelFamily | None = None
     distribution: Any = None  # the keras.distribution the weights are laid out with
+    quantize: str | None = None  # the Keras quantization mode applied after loading
 
     def __post_init__(self) -> None:
         if self.family is None:
@@ -311,7 +312,8 @@ class LoadedModel:
 def load_model(preset: str, sequence_length: int = 128,
                dtype_policy: str | None = None, fast_decoding: bool = True, *,
                context_length: int | None = None,
-               model_parallel: int | None = None) -> LoadedModel:
+               model_parallel: int | None = None,
+               quantize: str | None = None) -> LoadedModel:
     """Load a causal LM and its preprocessor through KerasHub's ``from_preset``.
 
     With ``fast_decoding`` (the default) a family with a fast decoding adapter (GPT-2)
@@ -327,6 +329,8 @@ def load_model(preset: str, sequence_length: int = 128,
         context_length: the context length to assume when the model states none.
         model_parallel: shard the weights over this many devices with
             ``keras.distribution.ModelParallel`` and the backbone's own layout map.
+        quantize: ``"int8"``: quantize the weights with Keras's ``quantize("int8")``
+            after loading (the decoding adapters call the quantized layers as they are).
     """
     path = resolve_preset(preset)
     if preset.startswith(HF_PREFIX) and not hub_reachable():
@@ -346,6 +350,10 @@ def load_model(preset: str, sequence_length: int = 128,
     with _loadable(directory, path, notes) as where, (
             distribution.scope() if distribution is not None else contextlib.nullcontext()):
         causal_lm = _from_preset(preset, where, sequence_length, policy)
+    if quantize is not None:
+        _quantize(causal_lm, quantize, preset)
+        notes.append(f"weights quantized with Keras's quantize({quantize!r})")
+    notes.extend(cpu_speed_notes(policy, quantize))
     hf_config = directory.hf_config if directory is not None else _hub_config(preset)
     family = describe_family(causal_lm, hf_config=hf_config, context_length=context_length)
     if context_length is not None and family.context_source != "model.context_length" \
@@ -363,7 +371,40 @@ def load_model(preset: str, sequence_length: int = 128,
     if fast_decoding and not adapter.fast:
         notes.append(f"no fast decoding adapter for {adapter.family}; decoding runs "
                      "KerasHub's own call_with_cache")
-    return LoadedModel(causal_lm, preset, path, policy, notes, adapter, family, distribution)
+    return LoadedModel(causal_lm, preset, path, policy, notes, adapter, family, distribution,
+                       quantize)
+
+
+def cpu_speed_notes(policy: str | None, quantize: str | None) -> list[str]:
+    """What docs/performance.md measured for these weights on a CPU, where no accelerator
+    is present: they are kept (they save memory) but said to be slower where they are."""
+    if has_accelerator():
+        return []
+    notes = []
+    if policy in ("bfloat16", "mixed_bfloat16"):
+        notes.append(f"dtype_policy {policy} on CPU: XLA:CPU decodes it slower than float32 "
+                     "(0.8x on GPT-2 124M at batch 1 and 8; docs/performance.md); it halves "
+                     "the weights' memory")
+    if quantize == "int8":
+        notes.append("quantize int8 on CPU: faster than float32 at batch 8 (1.4x on GPT-2 "
+                     "124M), slower at batch 1 (0.7x: each step quantizes its activations; "
+                     "docs/performance.md)")
+    return notes
+
+
+def _quantize(causal_lm: Any, mode: str, preset: str) -> None:
+    """The backbone's ``quantize(mode)`` (the task's tokenizer layers have nothing to
+    quantize and are never built, which Keras refuses), a failure as one line."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # Keras warns for every layer without weights (softmax, input, dropout).
+            warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+            causal_lm.backbone.quantize(mode)
+    except Exception as exc:  # noqa: BLE001 - Keras raises several kinds; one line for all
+        raise ModelLoadError(f"model.quantize: {mode} failed for {preset}: "
+                             f"{_first_line(exc)}; remove model.quantize") from exc
 
 
 def load_spec_model(model_spec: Any, preset: str | None = None) -> LoadedModel:
@@ -373,7 +414,8 @@ def load_spec_model(model_spec: Any, preset: str | None = None) -> LoadedModel:
     return load_model(preset or model_spec.preset, model_spec.sequence_length,
                       model_spec.dtype_policy,
                       model_spec.fast_decoding, context_length=model_spec.context_length,
-                      model_parallel=distribution.model_parallel if distribution else None)
+                      model_parallel=distribution.model_parallel if distribution else None,
+                      quantize=model_spec.quantize)
 
 
 def _from_preset(preset: str, path: str, sequence_length: int, policy: str | None) -> Any:

@@ -98,6 +98,10 @@ def check_model(loaded: LoadedSpec) -> None:
         raise loaded.error("fine-tuning with data_parallel cannot be combined with "
                            "model.distribution (the model is already laid out over the "
                            "devices); remove one", ("finetune", "distribution"))
+    if finetune is not None and model.quantize is not None:
+        raise loaded.error("fine-tuning trains float weights, and model.quantize quantizes "
+                           "them at load time; remove model.quantize (or finetune)",
+                           ("model", "quantize"))
 
 
 def check_lengths_fit(loaded: LoadedSpec, limit: int | None, source: str) -> None:

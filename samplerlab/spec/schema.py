@@ -49,6 +49,10 @@ class ModelSpec(_Strict):
         "refuses a larger value"))
     distribution: DistributionSpec | None = Field(None, description=(
         "model parallelism for models larger than one device: {model_parallel: N}"))
+    quantize: Literal["int8"] | None = Field(None, description=(
+        "quantize the loaded weights with Keras's quantize('int8') (int8 kernels with "
+        "per-channel scales, activations quantized per call; docs/performance.md says "
+        "where it is faster and what it costs in perplexity)"))
 
     @field_validator("dtype_policy")
     @classmethod

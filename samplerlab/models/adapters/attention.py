@@ -55,3 +55,45 @@ def pick_candidate(update: Any, chosen: Any) -> Any:
     as ``(batch, 1, heads, dim)``."""
     pick = ops.cast(chosen, "int32")[:, None, None, None]
     return ops.take_along_axis(update, pick, axis=1)
+
+
+#: The shortest key prefix the attention is cut to; then doubling up to the cache length.
+SMALLEST_BUCKET = 64
+
+
+def bucket_lengths(length: int, smallest: int | None = None) -> list[int]:
+    """The key-prefix lengths attention over a ``length``-position cache is cut to:
+    ``smallest`` (default :data:`SMALLEST_BUCKET`), twice that, ... and ``length``."""
+    sizes = []
+    size = smallest or SMALLEST_BUCKET
+    while size < length:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, length]
+
+
+def bucket_for(positions: int, length: int, smallest: int | None = None) -> int:
+    """The shortest bucket of a ``length``-position cache that holds ``positions``."""
+    return next(size for size in bucket_lengths(length, smallest) if size >= positions)
+
+
+def over_used_prefix(attend: Any, last: Any, length: int) -> Any:
+    """``attend(keys)``, an attention computed over the cache's first ``keys`` positions,
+    with ``keys`` the shortest bucket that holds position ``last`` (the last query's).
+
+    A decoding step's query sees the keys up to its own position only; the rest of the
+    cache is masked. Reading only a bucket's prefix makes a step's cost follow its
+    position, not the padded length (``max_length`` 1024 no longer makes early steps 8x
+    the work of ``max_length`` 128). Masked keys have zero weight either way (``exp`` of
+    ``-0.7 * finfo.max`` underflows to 0), so the weights and outputs are those over the
+    whole cache. ``last`` is a Python int (the seed pass: its bucket is picked while
+    tracing) or traced (one branch per bucket, chosen at run time).
+    """
+    if isinstance(last, int):
+        return attend(bucket_for(last + 1, length))
+    sizes = bucket_lengths(length)
+    if len(sizes) == 1:
+        return attend(length)
+    bounds = ops.convert_to_tensor(sizes[:-1], dtype="int32")
+    branch = ops.sum(ops.cast(ops.cast(last, "int32") >= bounds, "int32"))
+    return ops.switch(branch, [lambda size=size: attend(size) for size in sizes])

@@ -53,6 +53,8 @@ class DecodingAdapter:
     #: True when :meth:`candidate_forward`, :meth:`write_candidates` and
     #: :meth:`logits` are available (contrastive search's shared-cache path).
     shared_cache: ClassVar[bool] = False
+    #: True when :meth:`start` takes ``prefill`` (seed only the first positions).
+    prefills: ClassVar[bool] = False
 
     def __init__(self, causal_lm: Any) -> None:
         self.causal_lm = causal_lm

@@ -36,6 +36,7 @@ from samplerlab.models import internals
 from samplerlab.models.adapters.attention import (
     causal_mask,
     masked_softmax,
+    over_used_prefix,
     pick_candidate,
     scores,
     write_at,
@@ -61,6 +62,7 @@ class GPT2Adapter(DecodingAdapter):
     name: ClassVar[str] = "gpt2"
     fast: ClassVar[bool] = True
     shared_cache: ClassVar[bool] = True
+    prefills: ClassVar[bool] = True
 
     @classmethod
     def supports(cls, causal_lm: Any) -> bool:
@@ -84,8 +86,15 @@ class GPT2Adapter(DecodingAdapter):
         self.projections = [internals.attention_projections(block.attention)
                             for block in self.blocks]
 
-    def start(self, token_ids: Any, padding_mask: Any) -> tuple[Any, tuple]:
-        """An empty per-layer cache seeded with one forward pass over ``token_ids``."""
+    def start(self, token_ids: Any, padding_mask: Any,
+              prefill: int | None = None) -> tuple[Any, tuple]:
+        """An empty per-layer cache seeded with one forward pass over ``token_ids``.
+
+        With ``prefill``, the pass covers the first ``prefill`` positions only (it must
+        be at least the shortest prompt's length: the generate loop recomputes every
+        position from there on), and the hidden states after them are zeros: a prompt of
+        6 tokens with ``max_length`` 1024 no longer costs a 1024-position forward pass.
+        """
         batch_size, max_length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
         backbone = self.backbone
         shape = (batch_size, backbone.num_heads, max_length,
@@ -93,7 +102,11 @@ class GPT2Adapter(DecodingAdapter):
         dtype = self.causal_lm.compute_dtype
         cache = tuple((ops.zeros(shape, dtype=dtype), ops.zeros(shape, dtype=dtype))
                       for _ in range(backbone.num_layers))
-        _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
+        if prefill is None or prefill >= max_length:
+            _, hidden_states, cache = self.call_with_cache(token_ids, cache, 0)
+            return hidden_states, cache
+        _, hidden_states, cache = self.call_with_cache(token_ids[:, :prefill], cache, 0)
+        hidden_states = ops.pad(hidden_states, [[0, 0], [0, max_length - prefill], [0, 0]])
         return hidden_states, cache
 
     def call_with_cache(self, token_ids: Any, cache: tuple,
@@ -221,14 +234,21 @@ def _decoder_block(block: internals.DecoderBlock, x: Any, attend: Any) -> tuple:
 
 def _self_attention(projections: internals.AttentionProjections, x: Any, cache: tuple,
                     index: Any, mask: Any) -> tuple:
-    """Cached multi-head self-attention with the cache in ``(batch, heads, length, dim)``."""
+    """Cached multi-head self-attention with the cache in ``(batch, heads, length, dim)``,
+    over the bucket of the cache that the queries can see (:func:`over_used_prefix`)."""
     query = projections.query(x)                               # (batch, queries, heads, dim)
     key_cache = write_at(cache[0], projections.key(x), index)
     value_cache = write_at(cache[1], projections.value(x), index)
-    logits = scores(query, key_cache)
-    logits = logits * ops.cast(projections.inverse_sqrt_key_dim, logits.dtype)
-    weights = masked_softmax(logits, mask[:, None], value_cache.dtype)
-    output = ops.einsum("bnqk,bnkd->bqnd", weights, value_cache)
+
+    def attend(keys: int) -> Any:
+        logits = scores(query, key_cache[:, :, :keys])
+        logits = logits * ops.cast(projections.inverse_sqrt_key_dim, logits.dtype)
+        weights = masked_softmax(logits, mask[:, None, :, :keys], value_cache.dtype)
+        return ops.einsum("bnqk,bnkd->bqnd", weights, value_cache[:, :, :keys])
+
+    last = index + ops.shape(x)[1] - 1 if isinstance(index, int) else (
+        ops.cast(index, "int32") + ops.shape(x)[1] - 1)
+    output = over_used_prefix(attend, last, ops.shape(key_cache)[2])
     return projections.output(output), (key_cache, value_cache)
 
 
@@ -236,23 +256,30 @@ def _candidate_attention(projections: internals.AttentionProjections, x: Any, ca
                          index: Any) -> tuple:
     query = projections.query(x)                                   # (batch, k, heads, dim)
     key, value = projections.key(x), projections.value(x)
-    key_cache, value_cache = cache
-    keys = ops.arange(ops.shape(key_cache)[2], dtype="int32")
     index = ops.cast(index, "int32")
-    own = (keys == index)[None, None, None, :]
-    # The candidate's own key sits where KerasHub would have written it: column `index`.
-    logits = ops.where(own, scores(query, key, "bqnd,bqnd->bnq")[..., None],
-                       scores(query, key_cache))
-    logits = logits * ops.cast(projections.inverse_sqrt_key_dim, logits.dtype)
-    weights = masked_softmax(logits, (keys <= index)[None, None, None, :], value_cache.dtype)
-    own_weight = ops.sum(ops.where(own, weights, 0.0), axis=-1)   # (batch, heads, k)
-    prefix_weights = ops.where(own, 0.0, weights)
-    # One product per candidate: XLA:CPU runs the (batch, heads)-batched product with
-    # k > 1 queries ~5x slower than k products with one query each (GPT-2 124M, batch 8).
-    output = ops.concatenate(
-        [ops.einsum("bnqk,bnkd->bqnd", prefix_weights[:, :, i:i + 1], value_cache)
-         for i in range(ops.shape(query)[1])], axis=1)
-    output = output + ops.transpose(own_weight, (0, 2, 1))[..., None] * value
+
+    def attend(length: int) -> Any:
+        key_cache, value_cache = cache[0][:, :, :length], cache[1][:, :, :length]
+        keys = ops.arange(length, dtype="int32")
+        own = (keys == index)[None, None, None, :]
+        # The candidate's own key sits where KerasHub would have written it: column
+        # `index`.
+        logits = ops.where(own, scores(query, key, "bqnd,bqnd->bnq")[..., None],
+                           scores(query, key_cache))
+        logits = logits * ops.cast(projections.inverse_sqrt_key_dim, logits.dtype)
+        weights = masked_softmax(logits, (keys <= index)[None, None, None, :],
+                                 value_cache.dtype)
+        own_weight = ops.sum(ops.where(own, weights, 0.0), axis=-1)   # (batch, heads, k)
+        prefix_weights = ops.where(own, 0.0, weights)
+        # One product per candidate: XLA:CPU runs the (batch, heads)-batched product with
+        # k > 1 queries ~5x slower than k products with one query each (GPT-2 124M,
+        # batch 8).
+        output = ops.concatenate(
+            [ops.einsum("bnqk,bnkd->bqnd", prefix_weights[:, :, i:i + 1], value_cache)
+             for i in range(ops.shape(query)[1])], axis=1)
+        return output + ops.transpose(own_weight, (0, 2, 1))[..., None] * value
+
+    output = over_used_prefix(attend, index, ops.shape(cache[0])[2])
     return projections.output(output), (key, value)
 
 
