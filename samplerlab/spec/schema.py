@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from samplerlab.results import RunDir
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 DEFAULT_METRICS = ["rep_n", "diversity", "distinct_n", "self_bleu", "zipf", "length", "latency"]
 SWEEP_CONFIRM_THRESHOLD = 200
@@ -125,13 +127,13 @@ class GenerationSpec(_Strict):
         "time apart from compilation"))
     trace: bool = Field(False, description=(
         "record per-token traces (model probability, rank and entropy, sampler probability "
-        "and kept-set size of every generated token) in traces.parquet"))
+        f"and kept-set size of every generated token) in {RunDir.TRACES}"))
     trace_top: int = Field(0, ge=0, description=(
         "with trace: also keep the N most probable alternatives of every token (0: none); "
         "at most the vocabulary size"))
     trace_reference: bool = Field(False, description=(
         "score the human reference continuations of dataset prompts token by token "
-        "(teacher-forced, up to max_length) into traces.parquet, as cell 'reference'"))
+        f"(teacher-forced, up to max_length) into {RunDir.TRACES}, as cell 'reference'"))
 
     @field_validator("stop")
     @classmethod
