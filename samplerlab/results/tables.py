@@ -18,7 +18,8 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     ```python
     from samplerlab.results.tables import markdown_table
 
-    assert markdown_table(["cell", "n"], [["a|b", 2]]) == "| cell | n |\n|---|---|\n| a\\|b | 2 |"
+    table = markdown_table(["cell", "n"], [["greedy", 2], ["top_k", 3]])
+    assert table.splitlines() == ["| cell | n |", "|---|---|", "| greedy | 2 |", "| top_k | 3 |"]
     ```
     """
     lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |",
