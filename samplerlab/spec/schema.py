@@ -179,7 +179,7 @@ class OutputSpec(_Strict):
 
 
 class MetricsModelSpec(_Strict):
-    """The judge: the model that scores perplexity, MAUVE features and coherence."""
+    """The metrics model: the model that scores perplexity, MAUVE features and coherence."""
 
     preset: str | None = Field(None, description=(
         "the scoring model, as model.preset (KerasHub name, local preset directory or "
@@ -188,10 +188,10 @@ class MetricsModelSpec(_Strict):
     sequence_length: int | None = Field(None, ge=2, description=(
         "tokens of one scored sequence (prompt and continuation for perplexity, one text "
         "for features); unset: the scoring model's max_sequence_length"))
-    dtype_policy: str | None = Field(None, description="Keras dtype policy of the judge")
+    dtype_policy: str | None = Field(None, description="Keras dtype policy of the metrics model")
     batch_size: int = Field(2, ge=1, description=(
-        "sequences per forward pass of the judge (a GPT-2 forward pass holds batch x length x "
-        "50,257 logits, which decides the peak memory of a run)"))
+        "sequences per forward pass of the metrics model (a GPT-2 forward pass holds batch x "
+        "length x 50,257 logits, which decides the peak memory of a run)"))
 
     @field_validator("dtype_policy")
     @classmethod
