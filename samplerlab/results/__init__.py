@@ -13,7 +13,7 @@ assert len(frame) == len(RunDir.read(run_dir).samples())
 
 from __future__ import annotations
 
-from samplerlab.results.files import atomic_write, current_umask, json_line, now
+from samplerlab.results.files import atomic_write, current_umask, now
 from samplerlab.results.provenance import git_revision, versions
 from samplerlab.results.run_dir import (
     RUN_DIR_HINT,
@@ -31,5 +31,5 @@ SAMPLES = RunDir.SAMPLES
 CELLS = RunDir.CELLS
 
 __all__ = ["CELLS", "MANIFEST", "RUN_DIR_HINT", "SAMPLES", "SPEC", "RunDir", "atomic_write",
-           "current_umask", "default_run_id", "git_revision", "json_line", "load_samples",
-           "now", "require_run_dir", "safe_run_dir", "versions"]
+           "current_umask", "default_run_id", "git_revision", "load_samples", "now",
+           "require_run_dir", "safe_run_dir", "versions"]
