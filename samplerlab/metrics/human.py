@@ -22,7 +22,7 @@ import statistics
 from typing import Any
 
 from samplerlab.errors import DatasetError, UserInputError
-from samplerlab.metrics.text import _HAS_CJK
+from samplerlab.metrics.text import HAS_CJK
 
 HUMAN_ID = "human"
 #: Columns that get a ``gap_<column>`` (distance of a cell to the human row).
@@ -64,7 +64,7 @@ def _to_str(value: Any) -> str:
 def _separator(prompt: str, reference: str) -> str:
     """What stood between a prompt and its reference: nothing around CJK text, else a space
     (dataset prompts are cut at a unit boundary and stripped)."""
-    if not prompt or _HAS_CJK.search(prompt[-1:]) or _HAS_CJK.search(reference[:1]):
+    if not prompt or HAS_CJK.search(prompt[-1:]) or HAS_CJK.search(reference[:1]):
         return ""
     return " "
 

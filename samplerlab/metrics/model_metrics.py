@@ -29,7 +29,7 @@ from typing import Any
 
 from samplerlab.metrics.base import Metric, MetricContext, Samples
 from samplerlab.metrics.human import gap_columns, human_metrics, human_samples
-from samplerlab.metrics.scoring import _nan_columns, build_metrics, score_cell
+from samplerlab.metrics.scoring import build_metrics, nan_columns, score_cell
 
 FEATURES = {
     "perplexity": "token log-likelihoods of the continuation given the prompt",
@@ -231,7 +231,7 @@ def _score_pending(run: Any, cell_id: str, record: dict[str, Any],
     errors = record.setdefault("metric_errors", {})
     if step.context.model is None:  # the metrics model failed to load: said once, in the notes
         for m in chosen:
-            record["metrics"].update(_nan_columns(m.columns()))
+            record["metrics"].update(nan_columns(m.columns()))
             errors[m.name] = step.model_error
         return record
     samples = run.cell_samples(cell_id)
@@ -270,7 +270,7 @@ def _score_human(spec: Any, human: Samples, metrics: list[Metric],
     errors.update(scores.errors)
     if step.context.model is None:
         for m in model_metrics:
-            values.update(_nan_columns(m.columns()))
+            values.update(nan_columns(m.columns()))
             if step.model_error:
                 errors[m.name] = step.model_error
     else:
