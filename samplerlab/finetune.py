@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from samplerlab.models.family import family_of
+from samplerlab.results import RunDir
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("polynomial_decay", "constant")
 DISTRIBUTIONS = (None, "none", "data_parallel")
-LOSS_CURVE_CSV = "finetune_loss.csv"
-LOSS_CURVE_PNG = "finetune_loss.png"
+# The loss curve's files, named as in a run directory (it is copied there).
+LOSS_CURVE_CSV = RunDir.FINETUNE_LOSS
+LOSS_CURVE_PNG = RunDir.FINETUNE_LOSS_PLOT
 
 
 # ------------------------------------------------------------------ the training recipe
@@ -478,17 +480,18 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
 
 def copy_to_run_dir(result: FinetuneResult, run_dir: Path) -> None:
     """Put the loss curve and a summary of the fine-tuning into a run directory."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(result.loss_csv, run_dir / LOSS_CURVE_CSV)
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(result.loss_csv, run.finetune_loss_path)
     if result.loss_png is not None:
-        (run_dir / "plots").mkdir(exist_ok=True)
-        shutil.copy2(result.loss_png, run_dir / "plots" / LOSS_CURVE_PNG)
+        run.plots_dir.mkdir(exist_ok=True)
+        shutil.copy2(result.loss_png, run.finetune_loss_plot_path)
     last = result.history[-1] if result.history else {}
     summary = {"key": result.key, "preset_dir": str(result.preset_dir),
                "reused": result.reused, "steps": len(result.history),
                "first_loss": result.history[0]["batch_loss"] if result.history else None,
                "last_loss": last.get("batch_loss"), "last_accuracy": last.get("accuracy")}
-    (run_dir / "finetune.json").write_text(json.dumps(summary, indent=2))
+    run.finetune_summary_path.write_text(json.dumps(summary, indent=2))
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:

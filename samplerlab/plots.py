@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from samplerlab.errors import UserInputError
+from samplerlab.results import RunDir
 
 SWEEP_METRICS = ["rep_4", "diversity", "distinct_2", "self_bleu", "perplexity", "mauve",
                  "coherence", "mean_tokens", "tokens_per_s"]
@@ -41,25 +41,6 @@ def _pyplot():
 
     sns.set_theme(style="whitegrid", context="notebook")
     return plt, sns
-
-
-def read_metrics(run_dir: Path) -> Any:
-    """``metrics.csv`` of a run as a DataFrame with ``params`` parsed into dicts."""
-    import pandas as pd
-
-    path = Path(run_dir) / "metrics.csv"
-    if not path.is_file():
-        raise UserInputError(f"no metrics.csv in '{run_dir}' (not a finished samplerlab run); "
-                             f"finish it with `samplerlab run --resume {run_dir}`")
-    frame = pd.read_csv(path)
-    if "params" in frame:
-        frame["params"] = [json.loads(p) if isinstance(p, str) and p else {}
-                           for p in frame["params"]]
-    else:
-        frame["params"] = [{} for _ in range(len(frame))]
-    if "label" not in frame:
-        frame["label"] = frame.get("cell_id", frame.index.astype(str))
-    return frame
 
 
 def _numeric_metric_columns(frame: Any) -> list[str]:
@@ -359,7 +340,7 @@ def frontier_axes(frame: Any) -> tuple[str, str] | None:
 
 
 def plot_frontier(frame: Any, out_dir: Path, human: dict[str, Any] | None = None,
-                  judge: str | None = None) -> Path | None:
+                  metrics_model: str | None = None) -> Path | None:
     """The quality–diversity frontier: one point per cell with both 95% intervals, the
     human point, the Pareto front, and each sweep's path in parameter order."""
     axes = frontier_axes(frame)
@@ -403,7 +384,7 @@ def plot_frontier(frame: Any, out_dir: Path, human: dict[str, Any] | None = None
         ax.invert_yaxis()  # up is better on both plots
     quality = ("MAUVE (human: 1 by definition)" if y == "mauve"
                else "perplexity, lower is better (axis inverted)")
-    by = f" under {judge}" if judge else ""
+    by = f" under {metrics_model}" if metrics_model else ""
     ax.set_xlabel(f"{x} (higher: more diverse)")
     ax.set_ylabel(f"{quality}{by}" if y == "perplexity" else quality)
     ax.set_title("quality–diversity frontier (one point per cell, 95% CI; arrows: sweeps)")
@@ -426,11 +407,7 @@ def plot_lengths(run_dir: Path, out_dir: Path) -> Path | None:
     """Distribution of generated tokens per sample, one box per cell."""
     import pandas as pd
 
-    path = Path(run_dir) / "samples.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(RunDir(run_dir).samples())
     if frame.empty or "num_tokens" not in frame or "label" not in frame:
         return None
     plt, sns = _pyplot()
@@ -452,22 +429,48 @@ def split_human(frame: Any) -> tuple[Any, dict[str, Any] | None]:
     return frame[~is_human], (human[0] if human else None)
 
 
-def _judge_name(run_dir: Path) -> str | None:
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    entry = manifest.get("metrics_model") or {}
-    return entry.get("preset")
+def _metrics_model_name(run: RunDir) -> str | None:
+    """The preset that scored the model metrics (the manifest's ``metrics_model``)."""
+    entry = run.manifest.get("metrics_model")
+    return entry.get("preset") if isinstance(entry, dict) else None
+
+
+def plot_order(path: Path) -> tuple[int, str]:
+    """Where a plot of ``plots/`` goes: the frontier, trade-offs, sweeps and lengths first,
+    then the main metrics in the table's order, then the rest (``(group, key)``; the
+    report shows groups 0-2 and folds away group 3)."""
+    from samplerlab.metrics.scoring import MAIN_COLUMNS
+
+    name = path.stem
+    if name == "frontier":
+        return (0, "")
+    if "_vs_" in name:
+        return (0, name)
+    if name.startswith("sweep_") or name == "lengths":
+        return (1, name)
+    metric = name.removeprefix("metric_")
+    if metric in MAIN_COLUMNS:
+        return (2, f"{MAIN_COLUMNS.index(metric):03d}")
+    return (3, name)
+
+
+def ordered_plots(run_dir: str | Path) -> list[Path]:
+    """The PNG files directly under ``plots/`` (symlinks left out), in :func:`plot_order`."""
+    plots_dir = RunDir(run_dir).plots_dir
+    if not plots_dir.is_dir() or plots_dir.is_symlink():
+        return []
+    found = [p for p in plots_dir.iterdir()
+             if p.suffix.lower() == ".png" and not p.is_symlink() and p.is_file()]
+    return sorted(found, key=plot_order)
 
 
 def draw_plots(run_dir: str | Path) -> list[Path]:
     """Draw every plot of a run into ``run_dir/plots/`` and return their paths."""
-    run_dir = Path(run_dir)
-    frame = read_metrics(run_dir)
+    run = RunDir.read(run_dir)
+    frame = run.read_metrics()
     if "status" in frame:
         frame = frame[frame["status"].astype(str) != "failed"]
-    out_dir = run_dir / "plots"
+    out_dir = run.plots_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     if frame.empty:
         return []
@@ -479,7 +482,8 @@ def draw_plots(run_dir: str | Path) -> list[Path]:
     columns = _numeric_metric_columns(frame)
     paths = []
     if not cells.empty:
-        frontier = plot_frontier(cells, out_dir, human, judge=_judge_name(run_dir))
+        frontier = plot_frontier(cells, out_dir, human,
+                                 metrics_model=_metrics_model_name(run))
         if frontier is not None:
             paths.append(frontier)
     paths += [plot_metric_by_cell(frame, col, out_dir) for col in columns]
@@ -493,11 +497,11 @@ def draw_plots(run_dir: str | Path) -> list[Path]:
                 axis=1).any():
             paths.append(plot_tradeoff(cells, x, "diversity", out_dir,
                                        human if x != "tokens_per_s" else None))
-    lengths = plot_lengths(run_dir, out_dir)
+    lengths = plot_lengths(run.path, out_dir)
     if lengths is not None:
         paths.append(lengths)
     # -- per-token traces (samplerlab.traces.plots): plots/traces/, when traced --
     from samplerlab.traces.plots import draw_trace_plots
 
-    paths += draw_trace_plots(run_dir)
+    paths += draw_trace_plots(run.path)
     return paths

@@ -1,56 +1,30 @@
 """``report.md``: a run's spec, metric table, plots and sample generations, for GitHub.
 
-Everything is read from the run directory (``spec.yaml``, ``manifest.json``,
-``metrics.csv``, ``cells/*.json``, ``human.json``, ``samples.jsonl``, ``plots/``), so a
+Everything is read from the run directory (:class:`samplerlab.results.RunDir`: the spec,
+manifest, metric table, cell records, human row, samples and plots), so a
 report can be rewritten at any time (``samplerlab plot RUN_DIR`` redraws the plots and
 the report). Each section is a function of its own; a missing value prints as ``–``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from samplerlab.metrics.scoring import MAIN_COLUMNS, MISSING, format_value, metric_columns
-from samplerlab.viewer.report_section import ratings_lines
+from samplerlab.plots import draw_plots, ordered_plots, plot_order
+from samplerlab.ratings import ratings_lines
+from samplerlab.results import RunDir
+from samplerlab.results.tables import markdown_cell, markdown_table
+from samplerlab.traces.plots import report_section as traces_section
 
 SAMPLES_PER_SAMPLER = 2
 MAX_SAMPLE_CHARS = 600
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def spec_summary(spec: dict[str, Any], manifest: dict[str, Any]) -> str:
@@ -103,13 +77,13 @@ def spec_summary(spec: dict[str, Any], manifest: dict[str, Any]) -> str:
 def scoring_lines(manifest: dict[str, Any]) -> list[str]:
     """Which model scored the model metrics, with which features, against which human text."""
     lines = []
-    judge = manifest.get("metrics_model")
-    if judge:
-        who = judge.get("description") or f"`{judge.get('preset')}`"
-        if judge.get("error"):
-            who = f"`{judge.get('preset')}`, which failed to load ({judge['error']})"
+    scorer = manifest.get("metrics_model")
+    if scorer:
+        who = scorer.get("description") or f"`{scorer.get('preset')}`"
+        if scorer.get("error"):
+            who = f"`{scorer.get('preset')}`, which failed to load ({scorer['error']})"
         lines.append(f"- **Scoring model** (perplexity, MAUVE, coherence): {who}")
-        for name, how in (judge.get("features") or {}).items():
+        for name, how in (scorer.get("features") or {}).items():
             lines.append(f"  - `{name}`: {how}")
     human = manifest.get("human")
     if human:
@@ -133,20 +107,13 @@ def metric_table(frame: Any, columns: list[str] | None = None) -> str:
     return markdown_table(["cell", "status", *columns], rows)
 
 
-def sample_section(run_dir: Path, per_sampler: int = SAMPLES_PER_SAMPLER) -> str:
+def sample_section(run: RunDir, per_sampler: int = SAMPLES_PER_SAMPLER) -> str:
     """The first generations of each sampler, then the first human texts (``human.jsonl``)."""
     shown: dict[str, list[dict[str, Any]]] = {}
-    for path in (run_dir / "samples.jsonl", run_dir / "human.jsonl"):
-        if not path.is_file():
-            continue
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                s = json.loads(line)
-                group = shown.setdefault(str(s.get("sampler", "?")), [])
-                if len(group) < per_sampler:
-                    group.append(s)
+    for s in [*run.samples(), *run.human_samples()]:
+        group = shown.setdefault(str(s.get("sampler", "?")), [])
+        if len(group) < per_sampler:
+            group.append(s)
     parts = []
     for sampler, samples in shown.items():
         parts.append(f"### {sampler}\n")
@@ -155,7 +122,8 @@ def sample_section(run_dir: Path, per_sampler: int = SAMPLES_PER_SAMPLER) -> str
             if len(text) > MAX_SAMPLE_CHARS:
                 text = text[:MAX_SAMPLE_CHARS] + " …"
             quoted = "\n".join("> " + line for line in (text.strip() or "(empty)").splitlines())
-            label, prompt = _cell(s.get("label", sampler)), _cell(s.get("prompt", ""))
+            label = markdown_cell(s.get("label", sampler))
+            prompt = markdown_cell(s.get("prompt", ""))
             parts.append(f"**{label}**, prompt “{prompt}” "
                          f"({s.get('num_tokens', '?')} tokens, stopped at "
                          f"{s.get('stop_reason', '?')}):\n\n{quoted}\n")
@@ -187,15 +155,13 @@ def gap_section(frame: Any) -> str:
         markdown_table(header, rows), ""])
 
 
-def metric_errors_section(run_dir: Path) -> str:
+def metric_errors_section(run: RunDir) -> str:
     """Every metric that failed on a cell (or on the human row), with its error."""
     lines = []
-    records = sorted((run_dir / "cells").glob("*.json")) + [run_dir / "human.json"]
-    for path in records:
-        record = _read_json(path) if path.is_file() else {}
+    for record in [*run.cell_records(), run.human_record() or {}]:
         for name, error in (record.get("metric_errors") or {}).items():
-            where = record.get("label") or record.get("id") or path.stem
-            lines.append(f"- `{name}` on {_cell(where)}: {_cell(str(error)[:300])}")
+            where = record.get("label") or record.get("id") or "?"
+            lines.append(f"- `{name}` on {markdown_cell(where)}: {markdown_cell(str(error)[:300])}")
     if not lines:
         return ""
     return "\n".join(["## Metric errors", "",
@@ -214,33 +180,28 @@ def failed_section(frame: Any, manifest: dict[str, Any]) -> str:
     for c in failed:
         error = c.get("error")
         error = "unknown error" if _is_missing(error) else str(error).splitlines()[0][:300]
-        lines.append(f"- `{c.get('id')}` ({c.get('label', '')}): {_cell(error)}")
+        lines.append(f"- `{c.get('id')}` ({c.get('label', '')}): {markdown_cell(error)}")
     return "\n".join(lines) + "\n"
 
 
 PAIRED_COLUMNS = (("rep_n", "rep_4"), ("diversity", "diversity"), ("distinct_n", "distinct_2"))
 
 
-def paired_section(run_dir: Path, frame: Any, seed: int = 0) -> str:
+def paired_section(run: RunDir, frame: Any, seed: int = 0) -> str:
     """Each cell minus the first one, paired over the same prompts and sample indices.
 
     Pairing removes the prompt-to-prompt variation both cells share, so these intervals
     are narrower than comparing the two cells' own intervals.
     """
-    import json
-
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.metrics.scoring import build_metrics, format_value, paired_difference
+    from samplerlab.metrics.scoring import build_metrics, paired_difference
 
     done = [r for r in frame.to_dict("records") if r.get("status") == "done"]
-    path = run_dir / "samples.jsonl"
-    if len(done) < 2 or not path.is_file():
+    if len(done) < 2 or not run.samples_path.is_file():
         return ""
     by_cell: dict[str, list[dict[str, Any]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line:
-            sample = json.loads(line)
-            by_cell.setdefault(sample["cell_id"], []).append(sample)
+    for sample in run.samples():
+        by_cell.setdefault(sample["cell_id"], []).append(sample)
     metrics = dict(zip([name for name, _ in PAIRED_COLUMNS],
                        build_metrics([name for name, _ in PAIRED_COLUMNS]), strict=True))
     base = done[0]
@@ -264,16 +225,12 @@ def paired_section(run_dir: Path, frame: Any, seed: int = 0) -> str:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.md`` (drawing the plots first when ``plots/`` is missing)."""
-    from samplerlab.plots import draw_plots, read_metrics
-
-    run_dir = Path(run_dir)
-    spec = _read_yaml(run_dir / "spec.yaml")
-    manifest = _read_json(run_dir / "manifest.json")
-    frame = read_metrics(run_dir)
-    plots_dir = run_dir / "plots"
-    if not plots_dir.is_dir() or not any(plots_dir.glob("*.png")):
-        draw_plots(run_dir)
-    title = spec.get("name") or manifest.get("name") or run_dir.name
+    run = RunDir.read(run_dir)
+    spec, manifest = run.spec(), run.manifest
+    frame = run.read_metrics()
+    if not run.plots_dir.is_dir() or not any(run.plots_dir.glob("*.png")):
+        draw_plots(run.path)
+    title = spec.get("name") or manifest.get("name") or run.path.name
     parts = [f"# {title}: samplerlab report", ""]
     if spec.get("description"):
         parts += [str(spec["description"]), ""]
@@ -292,47 +249,24 @@ def write_report(run_dir: str | Path) -> Path:
         parts += ["<details><summary>All metrics</summary>", "",
                   metric_table(frame, rest), "", "</details>", ""]
     for section in (gap_section(frame),
-                    paired_section(run_dir, frame, seed=int(manifest.get("seed") or 0)),
-                    metric_errors_section(run_dir), failed_section(frame, manifest)):
+                    paired_section(run, frame, seed=run.seed()),
+                    metric_errors_section(run), failed_section(frame, manifest)):
         if section:
             parts += [section]
-    parts += ratings_lines(run_dir)
-    pngs = sorted(plots_dir.glob("*.png"), key=_plot_order)
+    parts += ratings_lines(run.path)
+    pngs = ordered_plots(run.path)
     if pngs:
         parts += ["## Plots", ""]
-        shown = [p for p in pngs if _plot_order(p)[0] < 3]
-        others = [p for p in pngs if _plot_order(p)[0] >= 3]
+        shown = [p for p in pngs if plot_order(p)[0] < 3]
+        others = [p for p in pngs if plot_order(p)[0] >= 3]
         for png in shown:
-            parts += [f"![{png.stem}](plots/{png.name})", ""]
+            parts += [f"![{png.stem}]({run.relative(png)})", ""]
         if others:
             parts += ["<details><summary>More plots</summary>", ""]
-            parts += [f"![{png.stem}](plots/{png.name})\n" for png in others]
+            parts += [f"![{png.stem}]({run.relative(png)})\n" for png in others]
             parts += ["</details>", ""]
-    # -- per-token traces (samplerlab.traces.plots): a section when traces exist --
-    from samplerlab.traces.plots import report_section
-
-    traces = report_section(run_dir)
+    traces = traces_section(run.path)  # per-token traces: a section when the run has them
     if traces:
         parts += [traces]
-    parts += ["## Sample generations", "", sample_section(run_dir)]
-    path = run_dir / "report.md"
-    from samplerlab.results import atomic_write
-
-    atomic_write(path, "\n".join(parts).rstrip() + "\n")
-    return path
-
-
-def _plot_order(path: Path) -> tuple[int, str]:
-    """The frontier, trade-offs, sweeps and lengths first, then the main metrics in the
-    table's order."""
-    name = path.stem
-    if name == "frontier":
-        return (0, "")
-    if "_vs_" in name:
-        return (0, name)
-    if name.startswith("sweep_") or name == "lengths":
-        return (1, name)
-    metric = name.removeprefix("metric_")
-    if metric in MAIN_COLUMNS:
-        return (2, f"{MAIN_COLUMNS.index(metric):03d}")
-    return (3, name)
+    parts += ["## Sample generations", "", sample_section(run)]
+    return run.write_report("\n".join(parts).rstrip() + "\n")

@@ -1,10 +1,11 @@
 """A run: prompts and cells through an executor into a results directory.
 
-The runner is the only writer of a run directory: it loads (and fine-tunes) the model,
-creates the directory, hands the cells without a record to an executor
-(:mod:`samplerlab.executors`; local by default), writes each finished cell as it comes
-back, draws the progress, counts the compiled programs and writes the tables, plots and
-report at the end. Data flows one way: spec → runner → executor → engine → results.
+The runner is the only writer of a run's state (through :class:`samplerlab.results.RunDir`,
+which names every file): it loads (and fine-tunes) the model, creates the directory, hands
+the cells without a record to an executor (:mod:`samplerlab.executors`; local by default),
+writes each finished cell as it comes back, draws the progress, counts the compiled
+programs, writes what the model metrics step returns, and the tables, plots and report at
+the end. Data flows one way: spec → runner → executor → engine → results.
 """
 
 from __future__ import annotations
@@ -24,22 +25,16 @@ from samplerlab.executors.base import CellOutcome, RunJob
 from samplerlab.prompts import Prompt, resolve_prompts
 from samplerlab.results import (
     RunDir,
-    atomic_write,
     default_run_id,
     git_revision,
+    load_samples,
     now,
     safe_run_dir,
     versions,
 )
 from samplerlab.spec import Cell, LoadedSpec
 from samplerlab.spec.checks import check_lengths_fit, check_trace_top
-from samplerlab.traces.table import (
-    REFERENCE_CELL,
-    cell_traces_path,
-    rebuild_traces,
-    vocabulary_size,
-    write_cell_traces,
-)
+from samplerlab.traces.table import REFERENCE_CELL, merged_traces, parquet_bytes, vocabulary_size
 
 
 @dataclass
@@ -51,16 +46,16 @@ class RunResult:
     failed: list[str] = field(default_factory=list)
 
     @property
-    def samples(self):
-        from samplerlab.results import load_samples
-
+    def samples(self) -> Any:
+        """``samples.jsonl`` as a DataFrame, one row per generation."""
         return load_samples(self.run_dir)
 
     @property
-    def metrics(self):
+    def metrics(self) -> Any:
+        """``metrics.csv`` as a DataFrame, one row per cell (and the human row)."""
         import pandas as pd
 
-        return pd.read_csv(self.run_dir / "metrics.csv")
+        return pd.read_csv(RunDir(self.run_dir).metrics_path)
 
 
 def check_prompts(loaded: LoadedSpec, model: Any, prompts: list[Prompt]) -> None:
@@ -132,7 +127,7 @@ class Runner:
                                  else self.spec.output.root)
         self.console = console or Console(stderr=True)
         self.progress = progress
-        self._model: Any = None  # the generating model and prompts, for finish's judge phase
+        self._model: Any = None  # the generating model and prompts, for the model metrics
         self._prompts: list[Prompt] = []
 
     # -- setting up ------------------------------------------------------------------
@@ -259,26 +254,26 @@ class Runner:
     def _reference_traces(self, run: RunDir, model: Any, prompts: list[Prompt]) -> None:
         """Score the prompts' human continuations once per run (``trace_reference``)."""
         generation = self.spec.generation
-        if not generation.trace_reference or cell_traces_path(run.path, REFERENCE_CELL).is_file():
+        if not generation.trace_reference or run.cell_traces_path(REFERENCE_CELL).is_file():
             return
         from samplerlab.traces.reference import reference_traces
 
         table = reference_traces(model, prompts, generation.max_length, generation.trace_top,
                                  generation.batch_size)
-        write_cell_traces(run.path, REFERENCE_CELL, table)
+        run.write_cell_traces(REFERENCE_CELL, parquet_bytes(table))
         rebuild_run_traces(run)
 
     def _write(self, run: RunDir, outcome: CellOutcome) -> None:
         record = outcome.record
         if outcome.traces is not None:  # before the record, which marks the cell done
-            write_cell_traces(run.path, outcome.cell.id, outcome.traces)
+            run.write_cell_traces(outcome.cell.id, parquet_bytes(outcome.traces))
         run.write_cell(outcome.cell.id, outcome.samples, record)
         if outcome.traces is not None:
             rebuild_run_traces(run)
         if outcome.failed:
             self._warn(f"[red]cell {outcome.cell.id} failed:[/] {escape(record['error'])}")
             return
-        from samplerlab.metrics.judge import metric_warnings
+        from samplerlab.metrics.model_metrics import metric_warnings
 
         for line in metric_warnings(outcome.cell.id, record):
             self._warn(f"[yellow]warning:[/] {escape(line)}")
@@ -287,7 +282,7 @@ class Runner:
         self.console.print(markup, soft_wrap=True, highlight=False)
 
     def finish(self, run: RunDir) -> RunResult:
-        """The judge's metrics, tables, status, plots and report from the cell records."""
+        """The model metrics, tables, status, plots and report from the cell records."""
         self._score_after_generation(run)
         write_tables(run, self.loaded.cells)
         rebuild_run_traces(run)
@@ -298,21 +293,39 @@ class Runner:
         return RunResult(run.path, status, failed)
 
     def _score_after_generation(self, run: RunDir) -> None:
-        """The judge's metrics of every cell, the human row and the gaps to it
-        (:mod:`samplerlab.metrics.judge`); a failure here never costs the samples."""
-        from samplerlab.metrics.judge import score_after_generation
+        """The model metrics of every cell, the human row and the gaps to it
+        (:mod:`samplerlab.metrics.model_metrics`), each written as it comes; a failure
+        here never costs the samples."""
+        from samplerlab.metrics.model_metrics import score_after_generation
 
         try:
-            score_after_generation(run, self.loaded, self._model, self._prompts,
-                                   console=self.console, progress=self.progress)
+            for result in score_after_generation(run, self.loaded, self._model, self._prompts,
+                                                 console=self.console, progress=self.progress):
+                self._write_model_metrics(run, result)
         except KeyboardInterrupt:
             run.mark_interrupted()
             raise
         except Exception as exc:  # noqa: BLE001 - the samples are already safe on disk
             message = f"scoring after generation failed: {type(exc).__name__}: {exc}"
-            run.manifest.setdefault("notes", []).append(message)
-            run.save_manifest()
+            run.add_notes([message])
             self._warn(f"[yellow]warning:[/] {escape(message)}")
+
+    def _write_model_metrics(self, run: RunDir, result: Any) -> None:
+        """Write one result of the model metrics step (a record, the human row, or the
+        manifest's account of the step)."""
+        from samplerlab.metrics.model_metrics import ScoredCell, ScoredHuman
+
+        if isinstance(result, ScoredCell):
+            run.write_cell_record(result.cell_id, result.record)
+        elif isinstance(result, ScoredHuman):
+            run.write_human(result.samples, result.record)
+        else:
+            if result.metrics_model is not None:
+                run.manifest.setdefault("metrics_model", {}).update(result.metrics_model)
+            if result.human is not None:
+                run.manifest["human"] = result.human
+            for note in run.add_notes(result.notes):
+                self._warn(f"[yellow]note:[/] {escape(note)}")
 
     def _draw(self, run: RunDir) -> None:
         """Plots and report; a failure here is reported but never costs the samples."""
@@ -324,16 +337,16 @@ class Runner:
                 step(run.path)
             except Exception as exc:  # noqa: BLE001 - the data is already safe on disk
                 message = f"{step.__name__} failed: {type(exc).__name__}: {exc}"
-                run.manifest.setdefault("notes", []).append(message)
-                run.save_manifest()
+                run.add_notes([message])
                 self._warn(f"[yellow]warning:[/] {escape(message)} (redo it with "
                            f"samplerlab plot {escape(str(run.path))})")
 
 
 def rebuild_run_traces(run: RunDir) -> None:
-    """``traces.parquet`` from the trace files of the finished cells (as ``samples.jsonl``)."""
-    done = [c["id"] for c in run.manifest.get("cells", []) if c.get("status") == "done"]
-    rebuild_traces(run.path, done)
+    """``traces.parquet`` from the trace files of the done cells, in order, and the
+    reference traces (as ``samples.jsonl``); none when nothing is traced."""
+    cells = [*run.done_cells(), REFERENCE_CELL]
+    run.write_traces(merged_traces([run.cell_traces_path(c) for c in cells]))
 
 
 def write_tables(run: RunDir, cells: list[Cell]) -> None:
@@ -360,16 +373,10 @@ def write_tables(run: RunDir, cells: list[Cell]) -> None:
                         "tokens_per_s": timing.get("tokens_per_s")})
     from samplerlab.metrics.human import human_table_row
 
-    human = human_table_row(run.path)  # the human row (samplerlab.metrics.human), if any
+    human = human_table_row(run.human_record())  # the human row, if the run has one
     if human is not None:
         rows.append(human)
-    frame = pd.DataFrame(rows)
-    atomic_write(run.path / "metrics.csv", frame.to_csv(index=False))
-    atomic_write(run.path / "latency.csv", pd.DataFrame(latency).to_csv(index=False))
-    try:
-        atomic_write(run.path / "metrics.parquet", frame.to_parquet(index=False))
-    except (ImportError, ValueError):
-        pass
+    run.write_tables(pd.DataFrame(rows), pd.DataFrame(latency))
 
 
 def run_spec(loaded: LoadedSpec, *, results_root: str | Path | None = None,
@@ -396,7 +403,7 @@ def resume_run(run_dir: str | Path, *, console: Console | None = None,
     from samplerlab.spec import load_spec
 
     run = RunDir.open(run_dir)
-    loaded = load_spec(run.path / "spec.yaml", plugins=plugins)
+    loaded = load_spec(run.spec_path, plugins=plugins)
     runner = Runner(loaded, results_root=run.path.parent.parent, console=console,
                     progress=progress)
     model, prompts = runner.resume(run)

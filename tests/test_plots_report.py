@@ -103,9 +103,10 @@ def test_draw_plots_writes_readable_pngs(run_dir):
 
 
 def test_sweep_axes_finds_the_swept_parameter_only(run_dir):
-    from samplerlab.plots import read_metrics, sweep_axes
+    from samplerlab.plots import sweep_axes
+    from samplerlab.results import RunDir
 
-    frame = read_metrics(run_dir)
+    frame = RunDir(run_dir).read_metrics()
     frame = frame[frame["status"] == "done"]
     axes = [(sampler, param, sorted(rows["_value"])) for sampler, param, rows in
             sweep_axes(frame)]
@@ -232,6 +233,6 @@ def test_frontier_uses_perplexity_without_mauve_and_draws_sweep_paths(tmp_path):
     frame = pd.DataFrame(rows)
     assert frontier_axes(frame) == ("diversity", "perplexity")
     human = {"diversity": 0.95, "perplexity": 90.0}
-    path = plot_frontier(frame, tmp_path, human, judge="samplerlab:tiny-en")
+    path = plot_frontier(frame, tmp_path, human, metrics_model="samplerlab:tiny-en")
     assert path == tmp_path / "frontier.png" and path.stat().st_size > 0
     assert frontier_axes(frame.drop(columns=["perplexity"])) is None

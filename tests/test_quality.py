@@ -1,8 +1,8 @@
-"""Quality as the literature measures it: a judge model, MAUVE, coherence, the human row.
+"""Quality as the literature measures it: a metrics model, MAUVE, coherence, the human row.
 
 One small run (dataset prompts with reference continuations, a random GPT-2 generator on
-the real GPT-2 vocabulary, the embedded ``samplerlab:tiny-en`` as a judge with another
-tokenizer) is shared by the end-to-end tests; the peers (mauve-text, Hugging Face
+the real GPT-2 vocabulary, the embedded ``samplerlab:tiny-en`` as the metrics model with
+another tokenizer) is shared by the end-to-end tests; the peers (mauve-text, Hugging Face
 transformers) are checked on fixed features and texts.
 """
 
@@ -32,7 +32,7 @@ PASSAGES = [
     "The train left the station late because a cow was standing on the tracks again",
     "We walked along the river until the path ended at a wooden bridge in the fog",
 ]
-JUDGE = "samplerlab:tiny-en"
+SCORER = "samplerlab:tiny-en"
 
 
 def quality_spec(tiny_preset, **extra) -> dict:
@@ -46,13 +46,13 @@ def quality_spec(tiny_preset, **extra) -> dict:
         "metrics": ["rep_n", "diversity", "distinct_n", "self_bleu", "zipf", "length",
                     "perplexity", "coherence",
                     {"name": "mauve", "params": {"bootstrap_samples": 5}}],
-        "metrics_model": {"preset": JUDGE, "batch_size": 8},
+        "metrics_model": {"preset": SCORER, "batch_size": 8},
         **extra,
     }
 
 
 @pytest.fixture(scope="module")
-def judged_run(tiny_preset, tmp_path_factory):
+def scored_run(tiny_preset, tmp_path_factory):
     """The run, and the cells already recorded each time a model was loaded."""
     import samplerlab.models as models
 
@@ -73,10 +73,10 @@ def judged_run(tiny_preset, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def judge():
+def scorer():
     from samplerlab.models import load_model
 
-    return load_model(JUDGE, sequence_length=32, fast_decoding=False)
+    return load_model(SCORER, sequence_length=32, fast_decoding=False)
 
 
 def _records(run_dir) -> dict[str, dict]:
@@ -84,30 +84,31 @@ def _records(run_dir) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------- end to end
-def test_the_judge_loads_once_after_every_cell_has_generated(judged_run):
-    result, loads = judged_run
+def test_the_metrics_model_loads_once_after_every_cell_has_generated(scored_run):
+    result, loads = scored_run
     assert result.status == "complete"
-    assert [preset for preset, _ in loads].count(JUDGE) == 1
-    assert dict(loads)[JUDGE] == 3  # all three cell records existed when it loaded
+    assert [preset for preset, _ in loads].count(SCORER) == 1
+    assert dict(loads)[SCORER] == 3  # all three cell records existed when it loaded
     for record in _records(result.run_dir).values():
         assert "metrics_pending" not in record and record["metric_errors"] == {}
 
 
-def test_perplexity_under_a_judge_with_another_tokenizer_rescores_the_text(judged_run, judge):
-    result, _ = judged_run
+def test_perplexity_under_a_metrics_model_with_another_tokenizer_rescores_the_text(
+        scored_run, scorer):
+    result, _ = scored_run
     run = result.run_dir
     for cell_id, record in _records(run).items():
         samples = [json.loads(line) for line in (run / "cells" / f"{cell_id}.jsonl")
                    .read_text().splitlines()]
         metric = Perplexity()
-        context = MetricContext(model=judge, tokenized_by_model=False)
+        context = MetricContext(model=scorer, tokenized_by_model=False)
         expected = metric.aggregate(metric.stats(samples, context))["perplexity"]
         assert record["metrics"]["perplexity"] == pytest.approx(expected, rel=1e-5)
-    assert judge.tokenizer.vocabulary_size() != 50257  # the generator's is GPT-2's
+    assert scorer.tokenizer.vocabulary_size() != 50257  # the generator's is GPT-2's
 
 
-def test_metrics_table_has_a_human_row_and_gaps_to_it(judged_run):
-    result, _ = judged_run
+def test_metrics_table_has_a_human_row_and_gaps_to_it(scored_run):
+    result, _ = scored_run
     frame = pd.read_csv(result.run_dir / "metrics.csv")
     human = frame[frame["status"] == "human"]
     cells = frame[frame["status"] == "done"]
@@ -124,8 +125,8 @@ def test_metrics_table_has_a_human_row_and_gaps_to_it(judged_run):
         assert -1 <= cell["coherence"] <= 1
 
 
-def test_human_texts_are_the_references_cut_to_the_generation_budget(judged_run, tiny_model):
-    result, _ = judged_run
+def test_human_texts_are_the_references_cut_to_the_generation_budget(scored_run, tiny_model):
+    result, _ = scored_run
     human = [json.loads(line) for line in
              (result.run_dir / "human.jsonl").read_text().splitlines()]
     assert len(human) == 4
@@ -141,10 +142,10 @@ def test_human_texts_are_the_references_cut_to_the_generation_budget(judged_run,
                                          else "end_token")
 
 
-def test_report_shows_the_judge_the_human_row_the_gaps_and_the_frontier(judged_run):
-    result, _ = judged_run
+def test_report_shows_the_metrics_model_the_human_row_the_gaps_and_the_frontier(scored_run):
+    result, _ = scored_run
     report = (result.run_dir / "report.md").read_text(encoding="utf-8")
-    assert f"- **Scoring model** (perplexity, MAUVE, coherence): `{JUDGE}` (metrics_model)" \
+    assert f"- **Scoring model** (perplexity, MAUVE, coherence): `{SCORER}` (metrics_model)" \
         in report
     assert "SimCSE" in report and "last token" in report
     assert "| human | human |" in report
@@ -155,12 +156,12 @@ def test_report_shows_the_judge_the_human_row_the_gaps_and_the_frontier(judged_r
     assert (result.run_dir / "plots" / "frontier.png").stat().st_size > 0
 
 
-def test_a_run_stopped_before_its_model_metrics_scores_them_on_resume(judged_run, tmp_path):
+def test_a_run_stopped_before_its_model_metrics_scores_them_on_resume(scored_run, tmp_path):
     import shutil
 
     from samplerlab.runner import resume_run
 
-    run_dir = shutil.copytree(judged_run[0].run_dir, tmp_path / "run")
+    run_dir = shutil.copytree(scored_run[0].run_dir, tmp_path / "run")
     before = _records(run_dir)
     for cell_id, record in before.items():  # as a run killed after its last cell left it
         kept = {k: v for k, v in record["metrics"].items()
@@ -179,8 +180,8 @@ def test_a_run_stopped_before_its_model_metrics_scores_them_on_resume(judged_run
     assert json.loads((run_dir / "human.json").read_text())["num_samples"] == 4
 
 
-def test_a_judge_that_fails_to_load_late_keeps_the_samples(tiny_preset, tmp_path, capsys):
-    broken = tmp_path / "broken-judge"
+def test_a_metrics_model_that_fails_to_load_late_keeps_the_samples(tiny_preset, tmp_path, capsys):
+    broken = tmp_path / "broken-scorer"
     broken.mkdir()
     # A GPT-2 backbone config without weights: passes the early check, fails to load.
     (broken / "config.json").write_text(json.dumps({"registered_name": "keras_hub>GPT2Backbone",
@@ -222,7 +223,7 @@ def _refused(tmp_path, monkeypatch, capsys, spec: dict, *fragments: str) -> None
 
 
 @pytest.mark.parametrize(("change", "fragments"), [
-    ({"metrics_model": {"preset": "./no/such/judge"}},
+    ({"metrics_model": {"preset": "./no/such/scorer"}},
      ("metrics_model.preset", "does not exist")),
     ({"metrics_model": {"preset": "samplerlab:nope"}}, ("metrics_model.preset", "no embedded")),
     ({"metrics_model": {"sequence_length": 5000}},
@@ -235,7 +236,7 @@ def _refused(tmp_path, monkeypatch, capsys, spec: dict, *fragments: str) -> None
     ({"human": {"path": "missing.txt"}}, ("human.path", "does not exist")),
     ({"human": {"path": "latin1.txt"}}, ("human.path", "not UTF-8")),
     ({"human": {"path": "one.txt"}}, ("human.path", "1 text(s)", "at least 2")),
-], ids=["judge-dir-missing", "judge-embedded-unknown", "judge-window-too-long",
+], ids=["scorer-dir-missing", "scorer-embedded-unknown", "scorer-window-too-long",
         "mauve-without-human-text", "mauve-with-one-generation", "human-file-missing",
         "human-file-not-utf8", "human-file-one-text"])
 def test_bad_quality_input_is_one_line_and_exit_2_before_any_model_loads(
@@ -350,7 +351,7 @@ HF_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None
                     or importlib.util.find_spec("torch") is None,
                     reason="transformers/torch not installed (pip install 'samplerlab[bench]')")
-def test_perplexity_under_a_judge_equals_transformers_loss_on_the_exported_weights(
+def test_perplexity_under_a_metrics_model_equals_transformers_loss_on_the_exported_weights(
         tiny_model, tmp_path):
     pairs = [("Hello there", " my old friend, how are you?"),
              ("The cat", " sat on the mat and looked around the room."),

@@ -13,6 +13,7 @@ import typer
 from samplerlab.cli.options import OverrideOpt, PluginOpt
 from samplerlab.cli.output import err, out
 from samplerlab.errors import UserInputError
+from samplerlab.results import RunDir
 
 
 def register(cli: typer.Typer) -> None:
@@ -86,7 +87,7 @@ def run(
     _summary(result)
     if result.failed:
         err.print(f"[red]{len(result.failed)} cell(s) failed:[/] {', '.join(result.failed)} "
-                  f"(errors in {result.run_dir / 'manifest.json'})", soft_wrap=True,
+                  f"(errors in {RunDir(result.run_dir).manifest_path})", soft_wrap=True,
                   highlight=False)
         raise typer.Exit(1)
 
@@ -107,12 +108,9 @@ def _interruptible(fn, where):
 def _summary(result) -> None:
     out.print(f"[bold]results:[/] {result.run_dir}  ({result.status})")
     try:
-        import pandas as pd
-
         from samplerlab.metrics.scoring import summary_table
 
-        out.print(summary_table(pd.read_csv(result.run_dir / "metrics.csv")
-                                .to_dict("records")))
+        out.print(summary_table(result.metrics.to_dict("records")))
     except (ImportError, FileNotFoundError, ValueError) as exc:
         err.print(f"(no metric table: {exc})")
 

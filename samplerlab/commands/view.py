@@ -27,10 +27,10 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(ratings, name="ratings")
 
 
-def _require_run(run_dir: Path) -> None:
+def _require_run(run_dir: Path, finished: bool = False) -> None:
     from samplerlab.results import require_run_dir
 
-    require_run_dir(run_dir)
+    require_run_dir(run_dir, finished=finished)
 
 
 # ---------------------------------------------------------------------------- view
@@ -123,10 +123,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
     """Rewrite RUN_DIR/report.md (metrics, plots, samples, and the human ratings)."""
     from samplerlab.report import write_report
 
-    _require_run(run_dir)
-    if not (run_dir / "metrics.csv").is_file():
-        raise UserInputError(f"'{run_dir}' has no metrics.csv (not a finished samplerlab run; "
-                             f"finish it with samplerlab run --resume {run_dir})")
+    _require_run(run_dir, finished=True)
     path = write_report(run_dir)
     _print_ratings(run_dir)
     out.print(f"report: {escape(str(path))}", highlight=False)
@@ -136,12 +133,10 @@ def _print_ratings(run_dir: Path) -> None:
     from rich.table import Table
 
     from samplerlab.metrics.scoring import format_value
-    from samplerlab.viewer.bradley_terry import format_score, rate_cells
-    from samplerlab.viewer.ratings import RatingsStore
-    from samplerlab.viewer.report_section import run_labels_and_seed
-    from samplerlab.viewer.runs import RATINGS
+    from samplerlab.ratings import RatingsStore, format_score, rate_cells, run_labels_and_seed
+    from samplerlab.results import RunDir
 
-    store = RatingsStore(run_dir / RATINGS)
+    store = RatingsStore(RunDir(run_dir).ratings_path)
     judgements = store.judgements() if store.exists() else []
     if not judgements:
         return
@@ -162,15 +157,13 @@ def export(
         "--output", "-o", help="CSV file to write (default: standard output)")] = None,
 ) -> None:
     """Write RUN_DIR's pairwise judgements as CSV (one row per judgement)."""
-    from samplerlab.results import atomic_write
-    from samplerlab.viewer.ratings import RatingsStore, ratings_csv_text
-    from samplerlab.viewer.report_section import run_labels_and_seed
-    from samplerlab.viewer.runs import RATINGS
+    from samplerlab.ratings import RatingsStore, ratings_csv_text, run_labels_and_seed
+    from samplerlab.results import RunDir, atomic_write
 
     _require_run(run_dir)
-    store = RatingsStore(run_dir / RATINGS)
+    store = RatingsStore(RunDir(run_dir).ratings_path)
     if not store.exists():
-        raise UserInputError(f"'{run_dir}' has no {RATINGS} yet (rate pairs with "
+        raise UserInputError(f"'{run_dir}' has no {RunDir.RATINGS} yet (rate pairs with "
                              f"samplerlab view {run_dir})")
     judgements = store.judgements()
     text = ratings_csv_text(judgements, run_labels_and_seed(run_dir)[0])

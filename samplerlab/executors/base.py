@@ -122,7 +122,7 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     it runs. ``metric_model`` scores the model metrics (default: the engine's model).
     """
     from samplerlab.metrics.base import MetricContext
-    from samplerlab.metrics.judge import score_generated_cell
+    from samplerlab.metrics.model_metrics import score_generated_cell
 
     record = new_record(cell, job.spec_seed)
     try:
@@ -132,7 +132,8 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     context = MetricContext(model=metric_model if metric_model is not None else engine.model,
                             timing=output.timing, seed=record["seed"])
     # Text metrics now, each failure isolated (metric_errors); the metrics that need a
-    # model wait in metrics_pending for the runner's judge phase (samplerlab.metrics.judge).
+    # model wait in metrics_pending for the runner's model metrics step
+    # (samplerlab.metrics.model_metrics).
     scored = score_generated_cell(output.samples, metrics, context)
     scored["metrics"].update(decoding_columns(output.timing))  # speculative: acceptance, speed-up
     record.update(status="done", error=None, timing=output.timing,

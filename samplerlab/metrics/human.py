@@ -8,26 +8,23 @@ replaces it with a file of human texts. Either way each human text is cut to the
 budget a generation had (``generation.max_length`` minus the prompt's tokens, in the
 generating model's tokens), so lengths and length-sensitive statistics compare fairly.
 
-The row is written as ``human.json`` (its metrics) and ``human.jsonl`` (its texts) in the
-run directory; ``metrics.csv``, the report and the plots add it as the row ``human``.
+The runner writes the row as ``human.json`` (its metrics) and ``human.jsonl`` (its texts)
+in the run directory (:class:`samplerlab.results.RunDir`); ``metrics.csv``, the report
+and the plots add it as the row ``human``.
 Each cell's record gets ``gap_<column> = |cell - human|`` for the columns of
 :data:`GAP_COLUMNS`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 from samplerlab.errors import DatasetError, UserInputError
-from samplerlab.metrics.text import _HAS_CJK
+from samplerlab.metrics.text import HAS_CJK
 
 HUMAN_ID = "human"
-HUMAN_RECORD = "human.json"
-HUMAN_SAMPLES = "human.jsonl"
 #: Columns that get a ``gap_<column>`` (distance of a cell to the human row).
 GAP_COLUMNS = ("perplexity", "zipf", "self_bleu", "rep_2", "rep_3", "rep_4", "distinct_1",
                "distinct_2", "distinct_3", "distinct_4")
@@ -67,7 +64,7 @@ def _to_str(value: Any) -> str:
 def _separator(prompt: str, reference: str) -> str:
     """What stood between a prompt and its reference: nothing around CJK text, else a space
     (dataset prompts are cut at a unit boundary and stripped)."""
-    if not prompt or _HAS_CJK.search(prompt[-1:]) or _HAS_CJK.search(reference[:1]):
+    if not prompt or HAS_CJK.search(prompt[-1:]) or HAS_CJK.search(reference[:1]):
         return ""
     return " "
 
@@ -144,20 +141,9 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def read_human_record(run_dir: str | Path) -> dict[str, Any] | None:
-    """``human.json`` of a run, or ``None``."""
-    path = Path(run_dir) / HUMAN_RECORD
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
-
-
-def human_table_row(run_dir: str | Path) -> dict[str, Any] | None:
-    """The human row of ``metrics.csv`` (status ``human``), or ``None`` without one."""
-    record = read_human_record(run_dir)
+def human_table_row(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The human row of ``metrics.csv`` (status ``human``) from the human row's record
+    (:meth:`samplerlab.results.RunDir.human_record`), or ``None`` without one."""
     if record is None:
         return None
     return {"cell_id": HUMAN_ID, "cell_index": None, "label": HUMAN_ID, "sampler": HUMAN_ID,

@@ -114,7 +114,8 @@ def _centred(replicates: np.ndarray, point: float, metric: Metric) -> np.ndarray
     return replicates - (np.median(finite) - point) if len(finite) else replicates
 
 
-def _nan_columns(columns: list[str]) -> dict[str, float]:
+def nan_columns(columns: list[str]) -> dict[str, float]:
+    """Each column and its interval as NaN: the values of a metric that could not score."""
     out: dict[str, float] = {}
     for col in columns:
         out.update({col: math.nan, f"{col}_ci_low": math.nan, f"{col}_ci_high": math.nan})
@@ -129,7 +130,7 @@ def score_metric(metric: Metric, samples: Samples, context: MetricContext) -> di
     """
     out: dict[str, float] = {}
     if missing_requirements(metric, samples, context):
-        return _nan_columns(metric.columns())
+        return nan_columns(metric.columns())
     stats = metric.stats(samples, context)
     point = metric.aggregate(stats)
     reps = _replicates(metric, stats, context)
@@ -191,7 +192,7 @@ def score_cell(samples: Samples, metrics: list[Metric],
             values.update(score_metric(metric, samples, context))
         except Exception as exc:  # noqa: BLE001 - plugin code: isolate the failure
             errors[name] = f"{type(exc).__name__}: {exc}"
-            values.update(_nan_columns(columns))
+            values.update(nan_columns(columns))
     return CellScores(values, errors, skipped)
 
 

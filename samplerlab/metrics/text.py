@@ -27,7 +27,7 @@ _CJK = ("\u3000-\u303f"  # CJK symbols and punctuation
         "\uf900-\ufaff"  # CJK compatibility ideographs
         "\uff00-\uffef"  # half- and full-width forms (，！？)
         "\U00020000-\U0003134f")  # CJK extensions B-G
-_HAS_CJK = re.compile(f"[{_CJK}]")
+HAS_CJK = re.compile(f"[{_CJK}]")  # whether a text holds CJK (counted per character)
 _UNIT = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 MAX_N = 4
 
@@ -44,7 +44,7 @@ def units(text: str) -> list[str]:
     assert units("床前明月光，hi") == ["床", "前", "明", "月", "光", "，", "hi"]
     ```
     """
-    if _HAS_CJK.search(text) is None:
+    if HAS_CJK.search(text) is None:
         return text.split()
     return _UNIT.findall(text)
 
@@ -66,7 +66,7 @@ def unit_spans(text: str) -> list[tuple[int, int]]:
     assert unit_spans("the  cat") == [(0, 3), (5, 8)]
     ```
     """
-    pattern = _WORD if _HAS_CJK.search(text) is None else _UNIT
+    pattern = _WORD if HAS_CJK.search(text) is None else _UNIT
     return [m.span() for m in pattern.finditer(text)]
 
 

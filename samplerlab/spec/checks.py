@@ -122,16 +122,16 @@ def check_quality(loaded: LoadedSpec) -> None:
     from samplerlab.models import check_preset_reference, preset_max_sequence_length
 
     spec = loaded.spec
-    judge = spec.metrics_model
-    if judge.preset is not None:
+    scorer = spec.metrics_model
+    if scorer.preset is not None:
         try:
-            check_preset_reference(judge.preset)
+            check_preset_reference(scorer.preset)
         except UserInputError as exc:
             raise loaded.error(exc.problem, ("metrics_model", "preset")) from None
-    limit = preset_max_sequence_length(judge.preset or spec.model.preset)
-    if judge.sequence_length is not None and limit is not None and \
-            judge.sequence_length > limit:
-        raise loaded.error(f"{judge.sequence_length} is beyond the scoring model's "
+    limit = preset_max_sequence_length(scorer.preset or spec.model.preset)
+    if scorer.sequence_length is not None and limit is not None and \
+            scorer.sequence_length > limit:
+        raise loaded.error(f"{scorer.sequence_length} is beyond the scoring model's "
                            f"context length ({limit}); lower it",
                            ("metrics_model", "sequence_length"))
     if spec.human is not None:

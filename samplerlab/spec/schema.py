@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from samplerlab.results import RunDir
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 DEFAULT_METRICS = ["rep_n", "diversity", "distinct_n", "self_bleu", "zipf", "length", "latency"]
 SWEEP_CONFIRM_THRESHOLD = 200
@@ -125,13 +127,13 @@ class GenerationSpec(_Strict):
         "time apart from compilation"))
     trace: bool = Field(False, description=(
         "record per-token traces (model probability, rank and entropy, sampler probability "
-        "and kept-set size of every generated token) in traces.parquet"))
+        f"and kept-set size of every generated token) in {RunDir.TRACES}"))
     trace_top: int = Field(0, ge=0, description=(
         "with trace: also keep the N most probable alternatives of every token (0: none); "
         "at most the vocabulary size"))
     trace_reference: bool = Field(False, description=(
         "score the human reference continuations of dataset prompts token by token "
-        "(teacher-forced, up to max_length) into traces.parquet, as cell 'reference'"))
+        f"(teacher-forced, up to max_length) into {RunDir.TRACES}, as cell 'reference'"))
 
     @field_validator("stop")
     @classmethod
@@ -177,7 +179,7 @@ class OutputSpec(_Strict):
 
 
 class MetricsModelSpec(_Strict):
-    """The judge: the model that scores perplexity, MAUVE features and coherence."""
+    """The metrics model: the model that scores perplexity, MAUVE features and coherence."""
 
     preset: str | None = Field(None, description=(
         "the scoring model, as model.preset (KerasHub name, local preset directory or "
@@ -186,10 +188,10 @@ class MetricsModelSpec(_Strict):
     sequence_length: int | None = Field(None, ge=2, description=(
         "tokens of one scored sequence (prompt and continuation for perplexity, one text "
         "for features); unset: the scoring model's max_sequence_length"))
-    dtype_policy: str | None = Field(None, description="Keras dtype policy of the judge")
+    dtype_policy: str | None = Field(None, description="Keras dtype policy of the metrics model")
     batch_size: int = Field(2, ge=1, description=(
-        "sequences per forward pass of the judge (a GPT-2 forward pass holds batch x length x "
-        "50,257 logits, which decides the peak memory of a run)"))
+        "sequences per forward pass of the metrics model (a GPT-2 forward pass holds batch x "
+        "length x 50,257 logits, which decides the peak memory of a run)"))
 
     @field_validator("dtype_policy")
     @classmethod

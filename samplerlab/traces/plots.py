@@ -19,13 +19,14 @@ three generations is not drawn.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from samplerlab.traces.table import REFERENCE_CELL, TRACES
+from samplerlab.results import RunDir
+from samplerlab.results.tables import markdown_table
+from samplerlab.traces.table import REFERENCE_CELL
 
 Z95 = 1.959964
 NGRAM = 3
@@ -112,11 +113,11 @@ def read_traces(run_dir: Path) -> Any:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = Path(run_dir) / TRACES
-    if not path.is_file():
+    run = RunDir.read(run_dir)
+    if not run.traces_path.is_file():
         return None
-    frame = pq.read_table(path, columns=COLUMNS).to_pandas()
-    labels = _labels(Path(run_dir))
+    frame = pq.read_table(run.traces_path, columns=COLUMNS).to_pandas()
+    labels = {**run.cell_labels(), REFERENCE_CELL: REFERENCE_LABEL}
     present = list(dict.fromkeys(frame["cell_id"]))
     order = [c for c in labels if c in present] + [c for c in present if c not in labels]
     names = frame["cell_id"].map(lambda c: labels.get(c, c))
@@ -125,16 +126,6 @@ def read_traces(run_dir: Path) -> Any:
     frame["generation"] = (frame["cell_id"].astype(str) + "/" + frame["prompt_index"].astype(str)
                            + "/" + frame["sample_index"].astype(str))
     return frame
-
-
-def _labels(run_dir: Path) -> dict[str, str]:
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = {}
-    labels = {str(c["id"]): str(c.get("label") or c["id"]) for c in manifest.get("cells") or []}
-    labels[REFERENCE_CELL] = REFERENCE_LABEL
-    return labels
 
 
 # ------------------------------------------------------------------------ derived
@@ -174,11 +165,10 @@ def repeat_counts(frame: Any, n: int = NGRAM) -> Any:
 # ------------------------------------------------------------------------ plots
 def draw_trace_plots(run_dir: str | Path) -> list[Path]:
     """Every trace plot of a run into ``plots/traces/`` (none without ``traces.parquet``)."""
-    run_dir = Path(run_dir)
     frame = read_traces(run_dir)
     if frame is None or frame.empty:
         return []
-    out_dir = run_dir / "plots" / "traces"
+    out_dir = RunDir(run_dir).trace_plots_dir
     paths = [plot_by_position(frame, "model_entropy", "entropy of the model (nats)",
                               out_dir / "entropy_by_position.png"),
              plot_by_position(frame, "model_prob", "model probability of the chosen token",
@@ -317,9 +307,7 @@ def summary_rows(frame: Any) -> list[dict[str, Any]]:
 
 def report_section(run_dir: str | Path) -> str:
     """The report's "Per-token traces" section (empty without traces)."""
-    from samplerlab.report import markdown_table
-
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     frame = read_traces(run_dir)
     if frame is None or frame.empty:
         return ""
@@ -339,17 +327,17 @@ def report_section(run_dir: str | Path) -> str:
              "-" if r["kept_size"] is None else f"{r['kept_size']:g}"]
             for r in summary_rows(frame)]
     parts = ["## Per-token traces", "",
-             "Every generated token, from `traces.parquet`: the model's probability of it "
+             f"Every generated token, from `{RunDir.TRACES}`: the model's probability of it "
              "(temperature 1), the entropy of the model's distribution, whether it was the "
              "model's top choice, the probability the sampler's final distribution gave "
              "it, and that distribution's kept-set size. Means over generations with 95% "
              "intervals.", "",
              markdown_table(["cell", "tokens", "model prob", "entropy (nats)",
                              "top-1 share", "sampler prob", "median kept"], rows), ""]
-    plots = sorted((run_dir / "plots" / "traces").glob("*.png"))
+    plots = sorted(run.trace_plots_dir.glob("*.png"))
     order = ["model_prob_by_position", "entropy_by_position", "rank", "kept_size",
              "repetition"]
     plots.sort(key=lambda p: order.index(p.stem) if p.stem in order else len(order))
     for png in plots:
-        parts += [f"![{png.stem}](plots/traces/{png.name})", ""]
+        parts += [f"![{png.stem}]({run.relative(png)})", ""]
     return "\n".join(parts)

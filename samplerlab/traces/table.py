@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from samplerlab.errors import UserInputError
+from samplerlab.results import RunDir
 
-TRACES = "traces.parquet"
 REFERENCE_CELL = "reference"
 COMPRESSION = "zstd"
 
@@ -171,6 +171,7 @@ def arrays_to_table(cell_id: str, columns: dict[str, np.ndarray], texts: TokenTe
 
 # ----------------------------------------------------------------------------- files
 def parquet_bytes(table: Any) -> bytes:
+    """An Arrow table as the bytes of a zstd-compressed Parquet file."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
@@ -178,37 +179,14 @@ def parquet_bytes(table: Any) -> bytes:
     return buffer.getvalue()
 
 
-def cell_traces_path(run_dir: Path, cell_id: str) -> Path:
-    from samplerlab.results import CELLS
-
-    return Path(run_dir) / CELLS / f"{cell_id}.traces.parquet"
-
-
-def write_cell_traces(run_dir: Path, cell_id: str, table: Any) -> Path:
-    """``cells/<cell-id>.traces.parquet``, written atomically."""
-    from samplerlab.results import atomic_write
-
-    path = cell_traces_path(run_dir, cell_id)
-    atomic_write(path, parquet_bytes(table))
-    return path
-
-
-def rebuild_traces(run_dir: Path, cell_ids: list[str]) -> Path | None:
-    """``traces.parquet`` from the trace files of ``cell_ids`` (the finished cells, in
-    order) and the reference traces; None (and no file) when there are none."""
+def merged_traces(paths: list[Path]) -> bytes | None:
+    """The trace files among ``paths`` that exist, concatenated in order, as Parquet bytes
+    (``traces.parquet``); None when none exists."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from samplerlab.results import atomic_write
-
-    paths = [cell_traces_path(run_dir, c) for c in [*cell_ids, REFERENCE_CELL]]
     tables = [pq.read_table(p, schema=schema()) for p in paths if p.is_file()]
-    target = Path(run_dir) / TRACES
-    if not tables:
-        target.unlink(missing_ok=True)
-        return None
-    atomic_write(target, parquet_bytes(pa.concat_tables(tables)))
-    return target
+    return parquet_bytes(pa.concat_tables(tables)) if tables else None
 
 
 def load_traces(run_dir: str | Path, columns: list[str] | None = None) -> Any:
@@ -229,8 +207,8 @@ def load_traces(run_dir: str | Path, columns: list[str] | None = None) -> Any:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = Path(run_dir) / TRACES
+    path = RunDir(run_dir).traces_path
     if not path.is_file():
-        raise UserInputError(f"no {TRACES} in '{run_dir}' (run with generation.trace: true "
-                             "to record per-token traces)")
+        raise UserInputError(f"no {RunDir.TRACES} in '{run_dir}' (run with generation.trace: "
+                             "true to record per-token traces)")
     return pq.read_table(path, columns=columns).to_pandas(types_mapper=pd.ArrowDtype)

@@ -1,5 +1,6 @@
 """The run viewer: ``samplerlab view`` serves runs in the browser (Starlette, Jinja2,
-uvicorn), with blind pairwise rating into ``ratings.sqlite`` and a static HTML export.
+uvicorn), with blind pairwise rating (stored by :mod:`samplerlab.ratings`) and a static
+HTML export.
 
 Example:
 
@@ -25,7 +26,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: the ratings store and the report section need neither Starlette nor uvicorn.
+    # Lazy: reading runs (Catalog, Run) loads neither Starlette nor uvicorn.
     if name in _EXPORTS:
         import importlib
 

@@ -35,17 +35,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from samplerlab.metrics.scoring import format_value
-from samplerlab.viewer import views
-from samplerlab.viewer.bradley_terry import format_score
-from samplerlab.viewer.ratings import (
+from samplerlab.ratings import (
     RatingRejected,
     RatingsError,
     RatingsStore,
     check_cells,
     clean_rater,
+    format_score,
     ratings_csv_text,
 )
-from samplerlab.viewer.runs import RAW_FILES, Catalog, Problem, Run
+from samplerlab.results import RunDir
+from samplerlab.viewer import views
+from samplerlab.viewer.problems import Problem
+from samplerlab.viewer.runs import RAW_FILES, Catalog, Run
 
 RATER_COOKIE = "samplerlab_rater"
 ROWS_PER_PAGE = 10
@@ -179,11 +181,11 @@ class _Viewer:
             table=views.metric_table(frame) if frame is not None else None,
             plots=run.plots(), spec_text=spec_text, facts=views.manifest_facts(run),
             manifest_json=views.manifest_json(run), cells=views.cell_rows(run),
-            ratings=ratings, others=others, has_traces=run.file("traces.parquet") is not None,
+            ratings=ratings, others=others, has_traces=run.file(RunDir.TRACES) is not None,
             raw_files=[name for name in RAW_FILES if run.file(name) is not None])
 
     async def compare_page(self, request: Request) -> Response:
-        from samplerlab.commands.analysis import compare_runs
+        from samplerlab.comparison import compare_runs
         from samplerlab.errors import UserInputError
 
         run = self.run_for(request)
@@ -226,7 +228,7 @@ class _Viewer:
         run = self.run_for(request)
         traces = run.traces()
         if traces is None:
-            raise HTTPException(404, "this run has no per-token traces (traces.parquet)")
+            raise HTTPException(404, f"this run has no per-token traces ({RunDir.TRACES})")
         q = request.query_params
         colour = "entropy" if q.get("colour") == "entropy" else "prob"
         tokens, current, previous, following, missing = [], None, None, None, None
@@ -234,7 +236,7 @@ class _Viewer:
             wanted = (q.get("cell") or "", _int(q.get("prompt")), _int(q.get("sample")) or 0)
             gens = traces.generations
             if "cell" in q and wanted not in gens:
-                missing = Problem("traces.parquet", f"no trace of cell {wanted[0]}, prompt "
+                missing = Problem(RunDir.TRACES, f"no trace of cell {wanted[0]}, prompt "
                                   f"{wanted[1]}, sample {wanted[2]}; showing the first traced "
                                   "generation")
             i = gens.index(wanted) if wanted in gens else 0

@@ -1,14 +1,14 @@
 """Finding run directories and reading them for the viewer, without ever writing to them.
 
-A run directory is recognised by its ``manifest.json`` (``results/<name>/<run-id>/``). The
-viewer reads only files it knows by name inside the run directories it serves; every
+A run directory is recognised by its manifest (``results/<name>/<run-id>/``). The
+viewer reads only files :class:`~samplerlab.results.RunDir` names inside the run
+directories it serves; every
 damaged or missing file becomes a :class:`Problem` that the pages show, while the rest of
 the run is still served.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass, field
@@ -17,42 +17,21 @@ from typing import Any
 from urllib.parse import quote
 
 from samplerlab.errors import UserInputError
+from samplerlab.results import RunDir
+from samplerlab.viewer.problems import Problem
 
-MANIFEST = "manifest.json"
-SPEC = "spec.yaml"
-SAMPLES = "samples.jsonl"
-METRICS = "metrics.csv"
-TRACES = "traces.parquet"
-RATINGS = "ratings.sqlite"
 # Files of a run that the viewer serves as they are (and nothing else but plots/*.png).
 RAW_FILES = {
-    "spec.yaml": "text/plain; charset=utf-8",
-    "manifest.json": "application/json",
-    "metrics.csv": "text/csv; charset=utf-8",
-    "latency.csv": "text/csv; charset=utf-8",
-    "report.md": "text/markdown; charset=utf-8",
-    "samples.jsonl": "application/x-ndjson",
+    RunDir.SPEC: "text/plain; charset=utf-8",
+    RunDir.MANIFEST: "application/json",
+    RunDir.METRICS: "text/csv; charset=utf-8",
+    RunDir.LATENCY: "text/csv; charset=utf-8",
+    RunDir.REPORT: "text/markdown; charset=utf-8",
+    RunDir.SAMPLES: "application/x-ndjson",
 }
 # How deep under a folder given to ``samplerlab view`` runs are looked for
 # (``results/<name>/<run-id>`` is two levels below the results root).
 SEARCH_DEPTH = 2
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with one file of a run: shown on the pages, never fatal."""
-
-    file: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.message}"
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / MANIFEST).is_file()
 
 
 def _file_signature(path: Path) -> tuple[int, int] | None:
@@ -96,9 +75,13 @@ class Run:
         return str(self.manifest.get("status") or "unknown")
 
     @property
+    def files(self) -> RunDir:
+        """The run directory (file names, the manifest's facts), read-only here."""
+        return RunDir(self.path, self.manifest)
+
+    @property
     def cells(self) -> list[dict[str, Any]]:
-        cells = self.manifest.get("cells")
-        return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
+        return self.files.cells
 
     @property
     def model(self) -> str:
@@ -145,24 +128,21 @@ class Run:
     def file(self, name: str) -> Path | None:
         """A file of the run by its plain name, or None (no traversal, no symlinks).
 
-        Only names in :data:`RAW_FILES`, :data:`TRACES` and :data:`RATINGS` and plot
-        files under ``plots/`` are ever opened.
+        Only names in :data:`RAW_FILES`, the traces and the ratings and plot files under
+        ``plots/`` are ever opened.
         """
         return safe_child(self.path, name)
 
     def plots(self) -> list[Path]:
         """The PNG files directly under ``plots/`` (symlinks left out), in report order."""
-        from samplerlab.report import _plot_order
+        from samplerlab.plots import ordered_plots
 
-        plots_dir = safe_child(self.path, "plots", directory=True)
-        if plots_dir is None:
+        if safe_child(self.path, RunDir.PLOTS, directory=True) is None:
             return []
-        found = [p for p in plots_dir.iterdir() if p.suffix.lower() == ".png"
-                 and not p.is_symlink() and p.is_file()]
-        return sorted(found, key=_plot_order)
+        return ordered_plots(self.path)
 
     def plot(self, name: str) -> Path | None:
-        plots_dir = safe_child(self.path, "plots", directory=True)
+        plots_dir = safe_child(self.path, RunDir.PLOTS, directory=True)
         if plots_dir is None or not name.lower().endswith(".png"):
             return None
         return safe_child(plots_dir, name)
@@ -183,52 +163,46 @@ class Run:
         return self.memo(name, _file_signature(path), lambda: load(path))
 
     def spec_text(self) -> tuple[str | None, Problem | None]:
-        path = self.file(SPEC)
+        path = self.file(RunDir.SPEC)
         if path is None:
-            return None, Problem(SPEC, "missing")
+            return None, Problem(RunDir.SPEC, "missing")
         try:
             return path.read_text(encoding="utf-8"), None
         except (OSError, UnicodeDecodeError) as exc:
-            return None, Problem(SPEC, f"cannot be read: {exc}")
+            return None, Problem(RunDir.SPEC, f"cannot be read: {exc}")
 
     def metrics(self) -> tuple[Any, Problem | None]:
         """``metrics.csv`` as a DataFrame (params parsed), or the problem with it."""
-        path = self.file(METRICS)
+        path = self.file(RunDir.METRICS)
         if path is None:
             why = f" (the run is {self.status})" if self.status != "complete" else ""
-            return None, Problem(METRICS, f"missing{why}")
+            return None, Problem(RunDir.METRICS, f"missing{why}")
         try:
-            return self.cached("metrics", path, _read_metrics), None
+            return self.cached("metrics", path, lambda _: self.files.read_metrics()), None
         except Exception as exc:  # noqa: BLE001 - pandas raises many kinds; shown, not fatal
-            return None, Problem(METRICS, f"cannot be read: {type(exc).__name__}: {exc}")
+            return None, Problem(RunDir.METRICS, f"cannot be read: {type(exc).__name__}: {exc}")
 
     def samples(self):
         """The :class:`~samplerlab.viewer.samples.SampleIndex` of ``samples.jsonl``."""
         from samplerlab.viewer.samples import SampleIndex
 
-        path = self.file(SAMPLES)
+        path = self.file(RunDir.SAMPLES)
         if path is None:
-            return SampleIndex.empty(Problem(SAMPLES, "missing"))
+            return SampleIndex.empty(Problem(RunDir.SAMPLES, "missing"))
         return self.cached("samples", path, SampleIndex.load)
 
     def traces(self):
         """The run's :class:`~samplerlab.viewer.traces.Traces`, or None without traces.parquet."""
         from samplerlab.viewer.traces import Traces
 
-        path = self.file(TRACES)
+        path = self.file(RunDir.TRACES)
         if path is None:
             return None
         return self.cached("traces", path, Traces.open)
 
     @property
     def ratings_path(self) -> Path:
-        return self.path / RATINGS
-
-
-def _read_metrics(path: Path) -> Any:
-    from samplerlab.plots import read_metrics
-
-    return read_metrics(path.parent)
+        return self.files.ratings_path
 
 
 def safe_child(parent: Path, name: str, directory: bool = False) -> Path | None:
@@ -256,15 +230,9 @@ def safe_child(parent: Path, name: str, directory: bool = False) -> Path | None:
 
 
 def _load_run(path: Path, key: tuple[str, str]) -> Run:
-    run = Run(key=key, path=path)
-    try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict):
-            raise ValueError("the top level is not a JSON object")
-        run.manifest = manifest
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        run.manifest_problem = Problem(MANIFEST, f"not valid JSON: {exc}")
-    return run
+    files = RunDir.read(path)
+    problem = Problem(RunDir.MANIFEST, files.problem) if files.problem else None
+    return Run(key=key, path=path, manifest=files.manifest, manifest_problem=problem)
 
 
 class Catalog:
@@ -310,7 +278,7 @@ class Catalog:
             runs: dict[tuple[str, str], Run] = {}
             for path in dict.fromkeys(p.resolve() for p in found):
                 key = _unique_key((path.parent.name, path.name), runs)
-                signature = _file_signature(path / MANIFEST)
+                signature = _file_signature(RunDir(path).manifest_path)
                 run = old.get(path)
                 if run is None or run.key != key or self._signatures.get(path) != signature:
                     previous = run
@@ -346,7 +314,7 @@ def _unique_key(key: tuple[str, str], taken: dict) -> tuple[str, str]:
 def find_runs(path: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     """``path`` itself when it is a run directory, else the run directories below it
     (``depth`` levels at most; symlinked folders are not followed)."""
-    if is_run_dir(path):
+    if RunDir.is_run(path):
         return [path]
     if depth == 0 or not path.is_dir():
         return []
@@ -365,8 +333,8 @@ def _not_a_run(path: Path) -> str:
     if not path.exists():
         return "does not exist"
     if not path.is_dir():
-        return "is not a directory (expected a run directory holding manifest.json)"
-    return (f"not a samplerlab run directory (no {MANIFEST}) and no run directories under it")
+        return f"is not a directory (expected a run directory holding {RunDir.MANIFEST})"
+    return f"not a samplerlab run directory (no {RunDir.MANIFEST}) and no run directories under it"
 
 
 def number(value: Any) -> float:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samplerlab.viewer.runs import SAMPLES, Problem
+from samplerlab.results import RunDir
+from samplerlab.viewer.problems import Problem
 
 REQUIRED = ("cell_id", "prompt_index", "text")
 MAX_PROBLEMS = 20  # listed one by one; past this, a count
@@ -91,7 +92,8 @@ class SampleIndex:
                     else:
                         skipped += 1
         if skipped:
-            index.problems.append(Problem(SAMPLES, f"{skipped} more damaged lines not listed"))
+            index.problems.append(Problem(RunDir.SAMPLES,
+                                          f"{skipped} more damaged lines not listed"))
         index.cells = dict(sorted(index.cells.items(), key=lambda kv: (kv[1].index, kv[0])))
         index.prompts = dict(sorted(index.prompts.items()))
         return index
@@ -100,19 +102,19 @@ class SampleIndex:
         try:
             record = json.loads(line)
         except ValueError as exc:
-            return Problem(SAMPLES, f"not valid JSON ({exc}); line skipped", number)
+            return Problem(RunDir.SAMPLES, f"not valid JSON ({exc}); line skipped", number)
         if not isinstance(record, dict):
-            return Problem(SAMPLES, "not a JSON object; line skipped", number)
+            return Problem(RunDir.SAMPLES, "not a JSON object; line skipped", number)
         missing = [k for k in REQUIRED if k not in record]
         if missing:
-            return Problem(SAMPLES, f"missing {', '.join(missing)}; line skipped", number)
+            return Problem(RunDir.SAMPLES, f"missing {', '.join(missing)}; line skipped", number)
         try:
             prompt_index = int(record["prompt_index"])
             sample_index = int(record.get("sample_index") or 0)
             num_tokens = record.get("num_tokens")
             num_tokens = int(num_tokens) if num_tokens is not None else None
         except (TypeError, ValueError) as exc:
-            return Problem(SAMPLES, f"a number field is not a number ({exc}); line skipped",
+            return Problem(RunDir.SAMPLES, f"a number field is not a number ({exc}); line skipped",
                            number)
         cell_id = str(record["cell_id"])
         sample = Sample(cell_id, prompt_index, sample_index, str(record["text"] or ""),

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samplerlab.viewer.runs import TRACES, Problem
+from samplerlab.results import RunDir
+from samplerlab.viewer.problems import Problem
 
 KEYS = ("cell_id", "prompt_index", "sample_index")
 COLUMNS = (*KEYS, "position", "token_id", "token_text", "model_prob", "model_rank",
@@ -55,12 +56,13 @@ class Traces:
             schema = pq.read_schema(path)
             missing = [c for c in REQUIRED if c not in schema.names]
             if missing:
-                return cls(path, problem=Problem(TRACES, f"missing columns {', '.join(missing)} "
-                                                 f"(has {', '.join(schema.names)})"))
+                return cls(path, problem=Problem(
+                    RunDir.TRACES, f"missing columns {', '.join(missing)} "
+                    f"(has {', '.join(schema.names)})"))
             keys = pq.read_table(path, columns=list(KEYS)).group_by(list(KEYS)).aggregate([])
         except Exception as exc:  # noqa: BLE001 - pyarrow's errors vary by damage
-            return cls(path, problem=Problem(TRACES, f"cannot be read: {type(exc).__name__}: "
-                                             f"{exc}"))
+            return cls(path, problem=Problem(
+                RunDir.TRACES, f"cannot be read: {type(exc).__name__}: {exc}"))
         rows = zip(*(keys.column(k).to_pylist() for k in KEYS), strict=True)
         generations = sorted((str(c), int(p), int(s)) for c, p, s in rows)
         return cls(path, generations)

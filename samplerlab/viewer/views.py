@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samplerlab.metrics.scoring import MAIN_COLUMNS, format_value, metric_columns
+from samplerlab.ratings import RatingsError, RatingsStore
 from samplerlab.viewer.highlight import Highlighted, highlight
-from samplerlab.viewer.ratings import RatingsError, RatingsStore
-from samplerlab.viewer.runs import Problem, Run, number
+from samplerlab.viewer.problems import Problem
+from samplerlab.viewer.runs import Run, number
 from samplerlab.viewer.samples import Page, SampleIndex
 
 REP_NS = (2, 3, 4)
@@ -59,7 +60,7 @@ def metric_table(frame: Any) -> MetricTable:
 class RatingsSummary:
     judgements: int = 0
     raters: int = 0
-    cells: list[Any] = field(default_factory=list)  # bradley_terry.CellRating
+    cells: list[Any] = field(default_factory=list)  # samplerlab.ratings.CellRating
     problem: Problem | None = None
 
 
@@ -78,25 +79,17 @@ def ratings_summary(run: Run, labels: dict[str, str] | None = None) -> RatingsSu
     key = (len(judgements), judgements[-1]["id"], tuple(labels.items()))
 
     def fit() -> RatingsSummary:
-        from samplerlab.viewer.bradley_terry import rate_cells
+        from samplerlab.ratings import rate_cells
 
         return RatingsSummary(len(judgements), len({j["rater"] for j in judgements}),
-                              rate_cells(judgements, labels, seed=run_seed(run)))
+                              rate_cells(judgements, labels, seed=run.files.seed()))
 
     return run.memo("ratings", key, fit)
 
 
-def run_seed(run: Run) -> int:
-    """The run's seed (the bootstrap seed of its ratings and comparisons)."""
-    try:
-        return int(run.manifest.get("seed") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def cell_labels(run: Run) -> dict[str, str]:
     """Cell id -> label, in the run's cell order (manifest first, then samples)."""
-    labels = {str(c.get("id")): str(c.get("label") or c.get("id")) for c in run.cells}
+    labels = run.files.cell_labels()
     for cell in run.samples().cells.values():
         labels.setdefault(cell.id, cell.label)
     return labels

@@ -63,8 +63,8 @@ def test_tracing_overhead_gpt2_124m_batch_8(benchmark, sampler):
 def _synthetic_run(directory):
     """A run directory whose traces.parquet holds 1,000 generations of 256 tokens with
     the top 5 alternatives (random values of the right types)."""
-    from samplerlab.results import atomic_write
-    from samplerlab.traces.table import TRACES, arrays_to_table, parquet_bytes
+    from samplerlab.results import RunDir
+    from samplerlab.traces.table import arrays_to_table, parquet_bytes
 
     class Texts:
         def __call__(self, ids):
@@ -85,8 +85,8 @@ def _synthetic_run(directory):
         "top_ids": rng.integers(0, 50257, (n, TOP)).astype(np.int32),
         "top_logp": np.log(rng.random((n, TOP), dtype=np.float32)),
     }
-    atomic_write(directory / TRACES, parquet_bytes(arrays_to_table("000-top_p", columns,
-                                                                   Texts())))
+    RunDir(directory).write_traces(parquet_bytes(arrays_to_table("000-top_p", columns,
+                                                                 Texts())))
     return directory
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "viewer"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic import cell, write_run  # noqa: E402
 
 from samplerlab.viewer import Catalog, create_app  # noqa: E402

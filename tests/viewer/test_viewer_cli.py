@@ -16,7 +16,7 @@ import pytest
 from synthetic import XSS_PROMPTS, write_run
 
 from samplerlab.cli import main
-from samplerlab.viewer.ratings import FORMAT_VERSION, RatingsStore
+from samplerlab.ratings.store import FORMAT_VERSION, RatingsStore
 from samplerlab.viewer.samples import SampleIndex
 
 
@@ -177,7 +177,7 @@ def test_ratings_export_of_a_locked_database_is_one_line(demo_run, capsys, monke
     holder.execute("PRAGMA locking_mode=EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("INSERT INTO judgements SELECT * FROM judgements WHERE 0")
-    monkeypatch.setattr("samplerlab.viewer.ratings.BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr("samplerlab.ratings.store.BUSY_TIMEOUT_S", 0.1)
     try:
         assert main(["ratings", "export", str(demo_run)]) == 2
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from synthetic import XSS_PROMPTS, cell, snapshot, write_run, write_traces
 
-from samplerlab.viewer.ratings import FORMAT_VERSION
+from samplerlab.ratings.store import FORMAT_VERSION
 
 
 def run_url(run: Path) -> str:

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from samplerlab.viewer.bradley_terry import ELO_SCALE, fit_bradley_terry, rate_cells
+from samplerlab.ratings.bradley_terry import ELO_SCALE, fit_bradley_terry, rate_cells
 
 
 def judgements_from(strengths: dict[str, float], n: int, seed: int = 0) -> list[dict]:

@@ -11,11 +11,13 @@ never overwrite each other (SQLite serialises writers; WAL lets readers go on).
 Example:
 
 ```python
-from samplerlab.viewer.ratings import RatingsStore
+from samplerlab.ratings import RatingsStore
+from samplerlab.results import RunDir
 from samplerlab.viewer.samples import SampleIndex
 
-samples = SampleIndex.load(run_dir / "samples.jsonl")   # run_dir: a finished run
-store = RatingsStore(run_dir / "ratings.sqlite")
+run = RunDir(run_dir)                                   # run_dir: a finished run
+samples = SampleIndex.load(run.samples_path)
+store = RatingsStore(run.ratings_path)
 pair = store.issue_pair(samples, rater="ana")
 store.record(pair.pair_id, "a", rater="ana")            # ana prefers pair.cell_a
 assert store.judgements()[0]["choice"] == "a"

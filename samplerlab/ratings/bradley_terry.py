@@ -57,7 +57,7 @@ def fit_bradley_terry(wins: np.ndarray, prior_sd: float = PRIOR_SD) -> np.ndarra
 
     ```python
     import numpy as np
-    from samplerlab.viewer.bradley_terry import fit_bradley_terry
+    from samplerlab.ratings.bradley_terry import fit_bradley_terry
 
     s = fit_bradley_terry(np.array([[0.0, 3.0], [1.0, 0.0]]))  # 0 beat 1 in 3 of 4 games
     assert 0 < s[0] - s[1] < np.log(3)  # log(3), pulled in a little by the prior

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from synthetic import cell, write_run
 
-from samplerlab.viewer.ratings import (
+from samplerlab.ratings.store import (
     FORMAT_VERSION,
     RatingRejected,
     RatingsError,

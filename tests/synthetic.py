@@ -1,6 +1,6 @@
 """Run directories written by hand (no model): what the viewer reads, in the runner's layout.
 
-Used by the viewer's tests and by tests/benchmarks/test_bench_viewer.py.
+Used by the viewer's and the ratings' tests and by tests/benchmarks/test_bench_viewer.py.
 """
 
 from __future__ import annotations
