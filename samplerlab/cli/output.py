@@ -3,7 +3,9 @@
 Results go to standard output, messages to standard error. A listing
 (``samplerlab samplers``, ``metrics``, ``processors``, ``plugins``) is a rich table in a
 terminal, one JSON array with ``--json``, and never truncates a name: piped into ``grep``,
-every name is whole on its line.
+every name is whole on its line. Where standard output is not a terminal (a log, a pipe),
+tables are as wide as their content instead of rich's default 80 columns, so no cell name,
+heading or number is folded over two lines.
 """
 
 from __future__ import annotations
@@ -16,7 +18,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-out = Console(soft_wrap=True)
+#: The width of standard output's console where it is not a terminal: wider than any table,
+#: so a table takes its content's width and folds nothing (tables are not expanded to it).
+UNWRAPPED_WIDTH = 10_000
+
+
+def stdout_console() -> Console:
+    """The console for results: the terminal's width, or no folding in a log or a pipe."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=True)
+    return Console(soft_wrap=True, width=UNWRAPPED_WIDTH)
+
+
+out = stdout_console()
 err = Console(stderr=True, soft_wrap=True)
 
 

@@ -106,8 +106,8 @@ def register(cli: typer.Typer) -> None:
 
         loaded = load_spec(spec, overrides=override)
         if loaded.spec.finetune is None:
-            raise UserInputError("the spec has no finetune: section; add one (see the README's "
-                                 "spec) or sample with samplerlab run", file=str(spec),
+            raise UserInputError("the spec has no finetune: section; add one (see "
+                                 "docs/spec.md) or sample with samplerlab run", file=str(spec),
                                  field="finetune")
         console = Console(stderr=True, quiet=quiet)
         model = load_spec_model(loaded.spec.model)

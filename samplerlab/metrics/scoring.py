@@ -363,7 +363,7 @@ def format_value(value: Any, low: Any = None, high: Any = None) -> str:
         x = float(x)
         if math.isinf(x):
             return "∞" if x > 0 else "−∞"
-        return f"{x:.3g}" if abs(x) >= 1000 or (x != 0 and abs(x) < 0.001) else f"{x:.3f}"
+        return plain_number(x) if abs(x) >= 1000 or (x != 0 and abs(x) < 0.001) else f"{x:.3f}"
 
     text = fmt(value)
     if text != MISSING and fmt(low) != MISSING and fmt(high) != MISSING:
@@ -378,11 +378,16 @@ def metric_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
 
 
+def plain_number(x: float) -> str:
+    """Three significant digits without an exponent (``6490``, ``12.3``, ``0.0000123``):
+    tables are read by people and by log greps, and ``6.49e+03`` suits neither."""
+    if abs(x) >= 1000:
+        return f"{x:.0f}"  # a rate's integer part stays whole
+    return np.format_float_positional(x, precision=3, unique=False, fractional=False, trim="-")
+
+
 def _compact(value: Any) -> str:
-    if not _is_number(value):
-        return MISSING
-    x = float(value)
-    return f"{x:.3g}" if abs(x) < 1e5 else f"{x:.2e}"
+    return plain_number(float(value)) if _is_number(value) else MISSING
 
 
 def _compact_cell(value: Any, low: Any, high: Any) -> str:
