@@ -21,7 +21,7 @@ class Coherence(SumPooledMetric):
     Generation") embed both with SimCSE; samplerlab embeds them with the run's scoring
     model (``metrics_model``; by default the generating model): the mean of its final
     hidden states over the text's tokens (:func:`samplerlab.metrics.features.embed`).
-    Values are comparable within a run and between runs with the same scoring model,
+    Values are comparable within a run and between runs with the same metrics model,
     not with the paper's SimCSE numbers. Generations without a prompt are left out.
 
     Example:

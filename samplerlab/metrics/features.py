@@ -1,6 +1,6 @@
 """Text features from a causal LM's backbone: MAUVE's last-token state, coherence's mean.
 
-Texts are tokenized with the scoring model's own tokenizer (no start token, as MAUVE's
+Texts are tokenized with the metrics model's own tokenizer (no start token, as MAUVE's
 ``featurize_tokens_from_model`` does with GPT-2), cut to the model's scoring window, run
 through the backbone in right-padded batches (causal attention: padding never reaches a
 real position) and reduced to one vector: the final hidden state at the last token
@@ -85,7 +85,7 @@ def embed(model: Any, texts: list[str], pooling: Pooling = "last", *, batch_size
     """One feature vector per text, shape ``(len(texts), hidden_dim)``.
 
     Args:
-        model: the scoring model (``.causal_lm.backbone``, ``.tokenizer``).
+        model: the metrics model (``.causal_lm.backbone``, ``.tokenizer``).
         texts: the texts; an empty text is scored as the end token alone.
         pooling: ``"last"``: the final hidden state at the last token (MAUVE);
             ``"mean"``: the mean of the final hidden states over the tokens (coherence).

@@ -112,9 +112,9 @@ def human_texts(samples: Samples, context: MetricContext) -> list[str]:
 
 
 class Mauve(Metric):
-    """MAUVE between a cell's generations and human text, from the scoring model's features.
+    """MAUVE between a cell's generations and human text, from the metrics model's features.
 
-    Each text's feature is the scoring model's final hidden state at its last token
+    Each text's feature is the metrics model's final hidden state at its last token
     (:func:`samplerlab.metrics.features.embed`), as in the paper (which used GPT-2
     large; here the run's ``metrics_model``). The value is exactly
     ``mauve.compute_mauve(p_features=generations, q_features=human)`` with mauve-text's

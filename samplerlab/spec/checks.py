@@ -131,7 +131,7 @@ def check_quality(loaded: LoadedSpec) -> None:
     limit = preset_max_sequence_length(scorer.preset or spec.model.preset)
     if scorer.sequence_length is not None and limit is not None and \
             scorer.sequence_length > limit:
-        raise loaded.error(f"{scorer.sequence_length} is beyond the scoring model's "
+        raise loaded.error(f"{scorer.sequence_length} is beyond the metrics model's "
                            f"context length ({limit}); lower it",
                            ("metrics_model", "sequence_length"))
     if spec.human is not None:

@@ -182,12 +182,12 @@ class MetricsModelSpec(_Strict):
     """The metrics model: the model that scores perplexity, MAUVE features and coherence."""
 
     preset: str | None = Field(None, description=(
-        "the scoring model, as model.preset (KerasHub name, local preset directory or "
+        "the metrics model, as model.preset (KerasHub name, local preset directory or "
         "samplerlab:<name>); unset: the generating model (after fine-tuning). It loads "
         "once, after generation; its tokenizer may differ from the generator's"))
     sequence_length: int | None = Field(None, ge=2, description=(
         "tokens of one scored sequence (prompt and continuation for perplexity, one text "
-        "for features); unset: the scoring model's max_sequence_length"))
+        "for features); unset: the metrics model's max_sequence_length"))
     dtype_policy: str | None = Field(None, description="Keras dtype policy of the metrics model")
     batch_size: int = Field(2, ge=1, description=(
         "sequences per forward pass of the metrics model (a GPT-2 forward pass holds batch x "
