@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from samplerlab.engine import CellFailed, cell_seed
-from samplerlab.engine.cell import decoding_columns
 from samplerlab.results import now
 
 
@@ -134,7 +133,7 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     # Text metrics now, each failure isolated (metric_errors); the metrics that need a
     # model wait in metrics_pending for the runner's judge phase (samplerlab.metrics.judge).
     scored = score_generated_cell(output.samples, metrics, context)
-    scored["metrics"].update(decoding_columns(output.timing))  # speculative: acceptance, speed-up
+    scored["metrics"].update(output.columns)  # the sampler's loop statistics' columns
     record.update(status="done", error=None, timing=output.timing,
                   num_samples=len(output.samples), finished=now(), **scored)
     return CellOutcome(cell, output.samples, record, output.traces)

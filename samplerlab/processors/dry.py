@@ -76,7 +76,6 @@ class DRY(Processor):
     ```
     """
 
-    needs_history = True
 
     def __init__(self, multiplier: float = 0.8, base: float = 1.75, allowed_length: int = 2,
                  sequence_breakers: list[Breaker] | tuple = DEFAULT_SEQUENCE_BREAKERS,

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
 import keras_hub
 from keras import ops
 
-from samplerlab.engine.observers import hand_back
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.distributions import contrastive
+from samplerlab.decoding.observers import hand_back
+from samplerlab.decoding.params import ProgramParams
 from samplerlab.models.internals import any_equal
-from samplerlab.traced import TracedParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler):
+class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSampler):
     """Contrastive search (Su et al. 2022, "A Contrastive Framework for Neural Text
     Generation"): among the ``k`` most probable tokens pick the one maximising
     ``(1 - alpha) * p(token) - alpha * max cosine similarity`` of its hidden state with
@@ -52,6 +55,12 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
         self.alpha = self.add_param("alpha", alpha)
         self.temperature = self.add_param("temperature", temperature)
         self.add_static("k", int(k))
+
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own loop, over the adapter's shared-cache candidates where it has them;
+        ``k`` candidates per step; ``softmax(logits / T)`` as its distribution."""
+        return default_capabilities(self, loop="adapter", candidates=int(self.k),
+                                    distribution=partial(contrastive, self))
 
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,

@@ -8,13 +8,14 @@ import keras
 from keras import ops
 from keras_hub.samplers import Sampler
 
-from samplerlab.engine.observers import is_observed
-from samplerlab.processors.loop import history_loop
-from samplerlab.traced import TracedParams
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.loop import history_loop
+from samplerlab.decoding.observers import is_observed
+from samplerlab.decoding.params import ProgramParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class XTCSampler(TracedParams, Sampler):
+class XTCSampler(ProgramParams, Sampler):
     """Exclude Top Choices (p-e-w, text-generation-webui PR #6335; llama.cpp ``xtc``).
 
     With chance ``probability`` (drawn per row and step), when at least two tokens have
@@ -71,6 +72,10 @@ class XTCSampler(TracedParams, Sampler):
 
     def get_next_token(self, probabilities: Any) -> Any:
         return self.draw(probabilities)[0]
+
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own history loop, which reports the distribution each step drew from."""
+        return default_capabilities(self, loop="adapter", reports_distribution=True)
 
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
                  stop_token_ids=None, hidden_states=None, model=None, decoding=None,

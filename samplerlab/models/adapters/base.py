@@ -1,6 +1,6 @@
 """The decoding adapter contract, and KerasHub's own cached forward pass behind it.
 
-samplerlab's engine runs the generate loop itself (:mod:`samplerlab.engine.generate`):
+samplerlab's engine runs the generate loop itself (:mod:`samplerlab.decoding.generate`):
 the same loop as KerasHub's ``CausalLM.generate_step``, with the model's cached forward
 pass reached through a :class:`DecodingAdapter`. The adapter is chosen when a model
 loads (:func:`samplerlab.models.adapters.adapter_for`) and never changes the model
