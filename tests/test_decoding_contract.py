@@ -164,3 +164,24 @@ def test_decoding_imports_no_higher_layer():
                          re.MULTILINE)
     for path in sorted((PACKAGE / "decoding").glob("*.py")):
         assert not pattern.search(path.read_text()), path
+
+
+def test_adapters_offer_their_parts_through_the_small_protocols(tiny_model):
+    from samplerlab.decoding.observers import ObservedAdapter
+    from samplerlab.models.adapters import DecodingAdapter
+    from samplerlab.models.adapters.base import (
+        BeamCache,
+        CachedForward,
+        MultiTokenVerify,
+        shared_cache_candidates,
+    )
+
+    fast, plain = tiny_model.adapter, DecodingAdapter(tiny_model.causal_lm)
+    for adapter in (fast, plain):
+        assert isinstance(adapter, CachedForward) and isinstance(adapter, BeamCache)
+        assert isinstance(adapter, MultiTokenVerify)
+    assert shared_cache_candidates(fast) is fast  # GPT-2's copy-free cache
+    assert shared_cache_candidates(plain) is None  # KerasHub's call_with_cache
+    observed = ObservedAdapter(fast, ())
+    assert isinstance(observed, BeamCache) and shared_cache_candidates(observed) is observed
+    assert shared_cache_candidates(None) is None

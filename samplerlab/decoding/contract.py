@@ -103,7 +103,8 @@ class SamplerCapabilities:
         extra_models: the models it needs besides the target (:class:`ExtraModel`).
         loop_stats: the per-call statistics of its loop (:class:`LoopStats`), or None.
         baseline: a sampler it is timed against (the same tokens' distribution without
-            its speed-up), or None.
+            its speed-up), or None; its timing joins the ``loop_stats`` section (or a
+            ``baseline`` section of the cell's timing).
         structure: what fixes its compiled program (equal: one program serves both
             samplers); None: nothing vouches, it gets a program of its own.
         components: objects whose code its program runs besides its own class (a chain's

@@ -91,7 +91,7 @@ class ProgramParams:
                 tuple((name, _frozen(value)) for name, value in sorted(statics.items())))
 
     def assign_params(self, other: Any) -> None:
-        """Take ``other``'s traced values and seed state; the compiled program stays valid.
+        """Take ``other``'s parameter values and seed state; the compiled program stays valid.
 
         Raises:
             ValueError: ``other`` has a different structure key.

@@ -224,23 +224,30 @@ class CellEngine:
                                        observers)
             calls.append({**calls[0], "seconds": seconds, "repeat": True})
         compiled = self.programs.compiled > compiled_before
-        section, columns = {}, {}
-        stats = offers.loop_stats
+        extra, columns = self._loop_timing(cell, sampler, offers, items[:size], seed, calls)
+        return CellOutput(samples, {**timing(calls), "compiled": compiled, **extra},
+                          traces.table() if traces is not None else None, columns)
+
+    def _loop_timing(self, cell: Any, sampler: Any, offers: Any, first: list, seed: int,
+                     calls: list[dict[str, Any]]) -> tuple[dict, dict[str, float]]:
+        """``({section: the loop statistics summed over the cell's calls, their rates and
+        the baseline's timing}, metric columns)``, from what the sampler declares
+        (:attr:`~samplerlab.decoding.contract.SamplerCapabilities.loop_stats` and
+        ``baseline``); ``({}, {})`` for a sampler that declares neither."""
+        stats, section = offers.loop_stats, {}
         if stats is not None:
             counts = {k: sum(c.get(k, 0) for c in calls if not c.get("repeat"))
                       for k in stats.counts}
             section = {**counts, **stats.rates(counts)}
         if offers.baseline is not None:
-            section.update(self._baseline_timing(cell, sampler, offers.baseline, items[:size],
-                                                 seed, calls))
-        extra = {}
-        if section:
-            name = stats.section if stats is not None else "baseline"
-            extra[name] = section
-            columns = {k: section[k] for k in (stats.columns if stats is not None else ())
-                       if section.get(k) is not None}
-        return CellOutput(samples, {**timing(calls), "compiled": compiled, **extra},
-                          traces.table() if traces is not None else None, columns)
+            section.update(self._baseline_timing(cell, sampler, offers.baseline, first, seed,
+                                                 calls))
+        if not section:
+            return {}, {}
+        if stats is None:
+            return {"baseline": section}, {}
+        columns = {k: section[k] for k in stats.columns if section.get(k) is not None}
+        return {stats.section: section}, columns
 
     def _baseline_timing(self, cell: Any, sampler: Any, base: Any, first: list, seed: int,
                          calls: list[dict[str, Any]]) -> dict[str, Any]:

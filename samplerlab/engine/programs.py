@@ -3,7 +3,7 @@
 A *program* is :func:`samplerlab.decoding.generate.generate_step` for one model, one sampler
 structure, one input shape and one set of stop tokens, compiled ahead of time. Its state
 (the sampler's variables and the model's weights) is an argument, so samplers that differ
-only in traced values (a sweep over ``p`` or ``temperature``, another seed) share one
+only in program parameters (a sweep over ``p`` or ``temperature``, another seed) share one
 program: a sweep compiles once.
 
 The persistent XLA cache (:mod:`samplerlab.compilation`) saves a second process the XLA
@@ -138,7 +138,7 @@ def _samplerlab_digest() -> str:
 class Program:
     """A compiled generate program; calling it runs one batch with a sampler's state.
 
-    The sampler's variables (traced parameters, seed state) are read at call time and
+    The sampler's variables (program parameters, seed state) are read at call time and
     the updated seed state is written back, as KerasHub's generate function does.
     """
 

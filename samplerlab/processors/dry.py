@@ -25,7 +25,7 @@ is and needs no tokenizer.
 Everything runs inside the compiled loop with ``keras.ops``: per step it compares every
 window position with the current suffix (``O(max_length²)`` booleans per row, no Python
 control flow on tensor values). ``multiplier``, ``base``, ``allowed_length`` and
-``penalty_last_n`` are traced values; the breakers are static.
+``penalty_last_n`` are program parameters; the breakers are static.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from samplerlab.decoding.contract import SamplerCapabilities, default_capabiliti
 from samplerlab.decoding.distributions import beam
 from samplerlab.decoding.observers import hand_back
 from samplerlab.decoding.params import ProgramParams
-from samplerlab.models.adapters.base import gather_beams, repeat_beams
+from samplerlab.models.adapters.base import BeamCache, gather_beams, repeat_beams
 from samplerlab.models.internals import any_equal
 
 
@@ -41,7 +41,8 @@ class BeamSampler(ProgramParams, keras_hub.samplers.BeamSampler):
       keeps its beams and scores as they are, so each row's result is the one it gets
       alone.
 
-    ``temperature`` is traced (a sweep over it compiles once); ``num_beams`` fixes shapes.
+    ``temperature`` is a program parameter (a sweep over it compiles once); ``num_beams``
+    fixes shapes.
 
     Args:
         num_beams: int, the number of hypotheses kept per row.
@@ -75,7 +76,7 @@ class BeamSampler(ProgramParams, keras_hub.samplers.BeamSampler):
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
                  model: Any = None, decoding: Any = None) -> Any:
-        beams = decoding if decoding is not None else _NextBeams(next)
+        beams = decoding if isinstance(decoding, BeamCache) else _NextBeams(next)
         n = self.num_beams
         batch_size = ops.shape(prompt)[0]
         index = ops.cast(index, "int32")

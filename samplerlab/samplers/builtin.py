@@ -1,6 +1,6 @@
 """Factories for KerasHub's six samplers, with their parameters typed and range-checked.
 
-top_k, top_p, random, beam and contrastive build samplerlab's traced-parameter versions
+top_k, top_p, random, beam and contrastive build samplerlab's versions with program parameters
 (their numeric parameters are inputs of the compiled generate function, so a sweep
 compiles once; top_p and random also avoid a vocabulary sort / a per-token Gumbel draw,
 contrastive and beam avoid copying the cache for their candidates and beams, and beam

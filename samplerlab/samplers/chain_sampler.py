@@ -27,8 +27,8 @@ class ChainSampler(ProgramParams, Sampler):
     ``Sampler.__call__`` so processors see the token history (prompt plus generated
     tokens), and hands each processor the model first (:meth:`Processor.bind
     <samplerlab.processors.base.Processor.bind>`), e.g. so DRY can tokenize its sequence
-    breakers. Processor parameters are traced: :meth:`assign_params` takes another chain's
-    values without recompiling. The processors serialise with the chain.
+    breakers. Processor parameters are program parameters: :meth:`assign_params` takes
+    another chain's values without recompiling. The processors serialise with the chain.
 
     Args:
         processors: list of :class:`samplerlab.processors.base.Processor`.
@@ -66,7 +66,7 @@ class ChainSampler(ProgramParams, Sampler):
         return out
 
     def structure_key(self) -> tuple:
-        """Equal keys → same compiled program; only traced values and seeds differ."""
+        """Equal keys → same compiled program; only parameter values and seeds differ."""
         return (*super().structure_key(), tuple(p.structure_key() for p in self.processors))
 
     def process(self, logits: Any, context: Any) -> Any:

@@ -13,6 +13,7 @@ from samplerlab.decoding.contract import SamplerCapabilities, default_capabiliti
 from samplerlab.decoding.distributions import contrastive
 from samplerlab.decoding.observers import hand_back
 from samplerlab.decoding.params import ProgramParams
+from samplerlab.models.adapters.base import shared_cache_candidates
 from samplerlab.models.internals import any_equal
 
 
@@ -33,8 +34,8 @@ class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSample
     and value into the cache. Anywhere else (KerasHub's own ``generate``, families without
     a fast adapter) it is KerasHub's sampler.
 
-    ``alpha`` and ``temperature`` are traced (a sweep over them compiles once); ``k``
-    sets shapes and is static.
+    ``alpha`` and ``temperature`` are program parameters (a sweep over them compiles
+    once); ``k`` sets shapes and is static.
 
     Args:
         k: int, the number of candidate tokens per step.
@@ -65,7 +66,8 @@ class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSample
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
                  model: Any = None, decoding: Any = None) -> Any:
-        if decoding is None or hidden_states is None or not decoding.shared_cache:
+        shared = shared_cache_candidates(decoding)
+        if shared is None or hidden_states is None:
             return super().__call__(next, prompt, cache=cache, index=index, mask=mask,
                                     stop_token_ids=stop_token_ids,
                                     hidden_states=hidden_states, model=model)
@@ -90,7 +92,7 @@ class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSample
             prompt_token = ops.slice(prompt, [0, index], [batch_size, 1])
             candidates = ops.where(in_prompt, prompt_token,
                                    ops.cast(top_indices, prompt.dtype))
-            candidate_hidden, updates = decoding.candidate_forward(candidates, cache, index)
+            candidate_hidden, updates = shared.candidate_forward(candidates, cache, index)
             penalty = self._degeneration_penalty(hidden_states, candidate_hidden,
                                                  positions < index)
             scores = ((1 - self.alpha) * top_probabilities
@@ -100,7 +102,7 @@ class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSample
                 prompt, [0, index], ops.take_along_axis(candidates, best[:, None], axis=1))
             best_hidden = ops.take_along_axis(candidate_hidden, best[:, None, None],
                                               axis=1)[:, 0]
-            logits, cache = decoding.advance(prompt, cache, updates, best_hidden, best, index)
+            logits, cache = shared.advance(prompt, cache, updates, best_hidden, best, index)
             hidden_states = ops.slice_update(hidden_states, [0, index, 0],
                                              best_hidden[:, None, :])
             return prompt, cache, index + 1, logits, hidden_states

@@ -28,7 +28,8 @@ class MirostatSampler(ProgramParams, Sampler):
     ``mu -= eta * (surprise_of_drawn_token - tau)`` with the surprise measured under the
     renormalised distribution. The average surprise converges to ``tau`` bits.
 
-    ``tau``, ``eta`` and ``temperature`` are traced: a sweep over them compiles once.
+    ``tau``, ``eta`` and ``temperature`` are program parameters: a sweep over them
+    compiles once.
 
     Args:
         tau: float, target surprise in bits.

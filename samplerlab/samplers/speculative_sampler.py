@@ -17,7 +17,7 @@ from samplerlab.decoding.contract import (
 )
 from samplerlab.decoding.distributions import nucleus_threshold
 from samplerlab.decoding.params import ProgramParams
-from samplerlab.models.adapters.base import DecodingAdapter
+from samplerlab.models.adapters.base import CachedForward, DecodingAdapter, MultiTokenVerify
 from samplerlab.models.internals import any_equal
 from samplerlab.samplers.fast_ops import sample_from_weights
 
@@ -67,7 +67,7 @@ class SpeculativeSampler(ProgramParams, keras_hub.samplers.SpeculativeSampler):
         num_speculative_tokens: int, γ, draft tokens per target pass.
         base_sampler: ``None`` (greedy acceptance) or a ``keras_hub.samplers``
             ``RandomSampler``, ``TopKSampler`` or ``TopPSampler`` (without ``k``),
-            samplerlab's traced versions included.
+            samplerlab's own versions included.
         seed: int, the seed of the draft draws and acceptance tests.
         draft_preset: the draft's preset reference, for the engine to load (recorded in
             the config).
@@ -129,8 +129,17 @@ class SpeculativeSampler(ProgramParams, keras_hub.samplers.SpeculativeSampler):
 
     def attach_models(self, adapters: Any) -> None:
         """Propose with ``adapters["draft"]``'s model (a :class:`~samplerlab.models.
-        adapters.DecodingAdapter`; same tokenizer as the target)."""
-        self.draft = adapters["draft"]
+        adapters.DecodingAdapter`; same tokenizer as the target).
+
+        Raises:
+            TypeError: the draft has no cached forward pass (:class:`~samplerlab.models.
+                adapters.base.CachedForward`).
+        """
+        draft = adapters["draft"]
+        if not isinstance(draft, CachedForward):
+            raise TypeError(f"a draft needs a cached forward pass (CachedForward), got "
+                            f"{type(draft).__name__}")
+        self.draft = draft
 
     def attached_models(self) -> tuple:
         """The draft's adapter, once attached (its weights are program inputs)."""
@@ -148,7 +157,7 @@ class SpeculativeSampler(ProgramParams, keras_hub.samplers.SpeculativeSampler):
         return [*super().variables, self.stats, *base]
 
     def structure_key(self) -> tuple:
-        """Ours, and the base sampler's (its traced values are our state too)."""
+        """Ours, and the base sampler's (its program parameters are our state too)."""
         base = self.base_sampler
         structure = None if base is None else capabilities(base).structure
         return (*super().structure_key(), ("base", structure))
@@ -189,7 +198,7 @@ class SpeculativeSampler(ProgramParams, keras_hub.samplers.SpeculativeSampler):
             raise ValueError("SpeculativeSampler has no draft model: call attach_models("
                              "{'draft': adapter}) (samplerlab's engine attaches the `draft` "
                              "preset)")
-        target = decoding if decoding is not None else DecodingAdapter(model)
+        target = decoding if isinstance(decoding, MultiTokenVerify) else DecodingAdapter(model)
         draft = self.draft
         gamma = int(self.num_speculative_tokens)
         greedy = self.base_sampler is None

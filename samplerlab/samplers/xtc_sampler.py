@@ -23,7 +23,8 @@ class XTCSampler(ProgramParams, Sampler):
     sample from what is left. This keeps the text coherent (a viable token always
     remains) while steering away from the most predictable choice.
 
-    ``threshold``, ``probability`` and ``temperature`` are traced: a sweep over them
+    ``threshold``, ``probability`` and ``temperature`` are program parameters: a sweep
+    over them
     compiles once.
 
     Args:
@@ -85,8 +86,8 @@ class XTCSampler(ProgramParams, Sampler):
                                     stop_token_ids=stop_token_ids,
                                     hidden_states=hidden_states, model=model)
 
-        # Traced: the same steps in samplerlab's loop, which reports the distribution
-        # each step drew from (it depends on this step's random draw).
+        # Observed (stop strings, traces): the same steps in samplerlab's loop, which
+        # reports the distribution each step drew from (it depends on this step's random draw).
         def step(logits, context, extra):
             token, kept = self.draw(self.compute_probabilities(logits))
             return token, extra, lambda: ops.log(kept)
