@@ -80,7 +80,7 @@ def top_p(sampler: Any, logits: Any) -> tuple[Any, Any]:
     when set), renormalised."""
     scaled = _scaled(sampler, logits)
     probs = ops.exp(scaled)
-    if getattr(sampler, "k", None) is None:
+    if sampler.k is None:
         # The nucleus {P(x) >= t*} (ties kept), as samplerlab's top_p draws from it.
         keep = probs >= nucleus_threshold(probs, sampler.p)
         kept = ops.sum(ops.cast(keep, "int32"), axis=-1)
