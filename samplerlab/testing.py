@@ -172,7 +172,7 @@ def check_sampler(factory_or_name: str | Callable[..., Any], params: dict[str, A
 
     sampler = build(seed)
     report.capabilities = _attach_extra_models(sampler, model)
-    initial_state = [np.asarray(v.value) for v in getattr(sampler, "variables", [])]
+    initial_state = [np.asarray(v.value) for v in sampler.variables]
     first = _generate(model, sampler, batch)
     tokens = first["token_ids"]
     report.tokens = tokens
