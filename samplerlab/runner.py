@@ -157,13 +157,13 @@ class Runner:
         return model, prompts
 
     def _load_model(self, prompts: list[Prompt]) -> Any:
-        from samplerlab.engine.drafts import load_spec_drafts
+        from samplerlab.engine.extra_models import load_spec_extra_models
         from samplerlab.models import load_spec_model
 
         model = load_spec_model(self.spec.model)
         check_prompts(self.loaded, model, prompts)
         check_trace_top(self.loaded, vocabulary_size(model))
-        load_spec_drafts(self.loaded, model)  # speculative drafts: loaded and checked now
+        load_spec_extra_models(self.loaded, model)  # samplers' extra models: checked now
         return model
 
     def _metrics(self) -> list:

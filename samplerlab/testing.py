@@ -19,7 +19,11 @@ vocabulary, no preprocessor) and verifies:
 * **stop tokens**: once every row has produced a stop token the loop stops writing, and
   the returned padding mask ends at each row's first stop token;
 * **batch consistency** (deterministic samplers): a prompt's output does not depend on
-  its batch neighbours (prompts of different lengths, run together and alone).
+  its batch neighbours (prompts of different lengths, run together and alone);
+* **sampler contract**: its capabilities read (:func:`samplerlab.decoding.contract.
+  capabilities`), and a final distribution it declares is one: ``(batch, vocab)``
+  log-probabilities summing to 1, and a kept size per row. Extra models
+  it declares are the tiny model itself, attached before the first run.
 
 Importing this module does not import Keras; the first check does.
 """
@@ -48,6 +52,7 @@ class ConformanceReport:
     deterministic: bool
     checks: list[str] = field(default_factory=list)
     tokens: Any = None  # the first run's (batch, max_length) tokens, as NumPy
+    capabilities: Any = None  # what the sampler offers the engine (SamplerCapabilities)
 
 
 @lru_cache(maxsize=4)
@@ -166,7 +171,8 @@ def check_sampler(factory_or_name: str | Callable[..., Any], params: dict[str, A
     report = ConformanceReport(name, deterministic)
 
     sampler = build(seed)
-    initial_state = [np.asarray(v.value) for v in getattr(sampler, "variables", [])]
+    report.capabilities = _attach_extra_models(sampler, model)
+    initial_state = [np.asarray(v.value) for v in sampler.variables]
     first = _generate(model, sampler, batch)
     tokens = first["token_ids"]
     report.tokens = tokens
@@ -192,10 +198,45 @@ def check_sampler(factory_or_name: str | Callable[..., Any], params: dict[str, A
                     "gave different tokens")
     report.checks.append("determinism (re-seeded)")
 
-    _check_stop_tokens(name, build(seed), model, batch, tokens, report, strict_stop)
+    _check_stop_tokens(name, _attached(build(seed), model), model, batch, tokens, report,
+                       strict_stop)
     if deterministic:
-        _check_batch_consistency(name, build(seed), model, batch, tokens, report)
+        _check_batch_consistency(name, _attached(build(seed), model), model, batch, tokens,
+                                 report)
+    _check_distribution(name, report.capabilities, vocab, report)
     return report
+
+
+def _attach_extra_models(sampler: Any, model: Any) -> Any:
+    """Read the sampler's capabilities; attach ``model`` as each extra model it declares."""
+    from samplerlab.decoding.contract import capabilities
+    from samplerlab.models.adapters import DecodingAdapter
+
+    offers = capabilities(sampler)
+    if offers.extra_models:
+        sampler.attach_models({m.role: DecodingAdapter(model) for m in offers.extra_models})
+    return offers
+
+
+def _attached(sampler: Any, model: Any) -> Any:
+    _attach_extra_models(sampler, model)
+    return sampler
+
+
+def _check_distribution(name: str, offers: Any, vocab: int, report: ConformanceReport) -> None:
+    """A declared final distribution: normalised log-probabilities and their support size."""
+    import numpy as np
+
+    if offers.distribution is not None:
+        logits = np.random.default_rng(0).normal(size=(3, vocab)).astype("float32")
+        log_probs, kept = (np.asarray(x) for x in offers.distribution(logits))
+        if log_probs.shape != (3, vocab) or np.asarray(kept).shape != (3,):
+            raise _fail(name, "sampler contract", f"distribution shapes {log_probs.shape}, "
+                        f"{np.asarray(kept).shape}; expected (3, {vocab}) and (3,)")
+        mass = np.exp(log_probs).sum(axis=-1)
+        if not np.allclose(mass, 1.0, atol=1e-4):
+            raise _fail(name, "sampler contract", f"distribution sums to {mass}, not 1")
+    report.checks.append("sampler contract")
 
 
 def _check_stop_tokens(name: str, sampler: Any, model: Any, batch: dict[str, Any],

@@ -133,7 +133,7 @@ def test_attention_over_used_buckets_gives_keras_hubs_tokens(tiny_model, engine_
     """max_length 160: steps attend over 64, 128 and 160 keys, and the seed pass covers the
     shortest prompt's bucket only (64 or 128 positions): KerasHub's tokens all the same
     (samplerlab's contrastive search, over the shared cache, against KerasHub's)."""
-    from samplerlab.engine.generate import prefill_length
+    from samplerlab.decoding.generate import prefill_length
 
     theirs_sampler = _samplers()[sampler.removeprefix("samplerlab-")]()
     ours_sampler = _ours("contrastive") if sampler.startswith("samplerlab") else (

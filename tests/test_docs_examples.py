@@ -95,7 +95,7 @@ def test_the_collector_finds_the_examples():
     # Guards against a collector that silently finds nothing (or loses a module's blocks).
     assert len(docstring_examples()) >= 75
     found = {e.id.split(":")[0] for e in EXAMPLES}
-    assert {"samplerlab.samplers.traced_top_k.TracedTopKSampler",
+    assert {"samplerlab.samplers.top_k.TopKSampler",
             "samplerlab.metrics.rep_n.RepN", "samplerlab.prompts", "docs/metrics.md"} <= found
     # The plugin the guide builds (installed and run by test_hooks_documented.py).
     assert len(doc_blocks("plugin")) >= 10

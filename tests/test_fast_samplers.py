@@ -39,7 +39,7 @@ def assert_matches(freq: np.ndarray, expected: np.ndarray, draws: int) -> None:
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 0.95])
 @pytest.mark.parametrize("scale", [0.5, 3.0])
 def test_nucleus_threshold_keeps_exactly_holtzmans_set(p, scale):
-    from samplerlab.samplers.fast_ops import nucleus_threshold
+    from samplerlab.decoding.distributions import nucleus_threshold
 
     probs = peaked_rows(rows=4, vocab=5000, scale=scale, seed=int(p * 100))
     for row in probs:  # precondition: no prefix mass within rounding of p
@@ -52,7 +52,7 @@ def test_nucleus_threshold_keeps_exactly_holtzmans_set(p, scale):
 
 
 def test_nucleus_threshold_edges():
-    from samplerlab.samplers.fast_ops import nucleus_threshold
+    from samplerlab.decoding.distributions import nucleus_threshold
 
     probs = np.array([[0.6, 0.3, 0.1, 0.0],  # p below the top token: only the top one
                       [0.25, 0.25, 0.25, 0.25]], dtype=np.float32)  # ties: all or none
@@ -66,7 +66,7 @@ def test_nucleus_threshold_edges():
 def test_top_p_samples_the_renormalised_nucleus_like_keras_hub():
     import keras_hub
 
-    from samplerlab.samplers.traced_top_p import TracedTopPSampler
+    from samplerlab.samplers.top_p import TopPSampler
 
     row = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.03, 0.01, 0.01], dtype=np.float32)
     draws = 10000
@@ -74,7 +74,7 @@ def test_top_p_samples_the_renormalised_nucleus_like_keras_hub():
     keep = holtzman_keep(row, 0.7)
     np.testing.assert_array_equal(keep, [1, 1, 1, 0, 0, 0, 0, 0])  # 0.4 + 0.25 < 0.7
     expected = np.where(keep, row, 0) / row[keep].sum()
-    ours = frequencies(TracedTopPSampler(p=0.7, seed=1).get_next_token(probs), 8)
+    ours = frequencies(TopPSampler(p=0.7, seed=1).get_next_token(probs), 8)
     theirs = frequencies(keras_hub.samplers.TopPSampler(p=0.7, seed=1).get_next_token(probs), 8)
     assert ours[~keep].sum() == 0 and theirs[~keep].sum() == 0
     assert_matches(ours, expected, draws)
@@ -85,7 +85,8 @@ def test_top_p_samples_the_renormalised_nucleus_like_keras_hub():
 @pytest.mark.parametrize("scale", [0.5, 3.0])
 def test_in_nucleus_is_the_threshold_test_for_every_token(p, scale):
     """Rejection's acceptance test keeps exactly the tokens the bisection keeps."""
-    from samplerlab.samplers.fast_ops import in_nucleus, nucleus_threshold
+    from samplerlab.decoding.distributions import nucleus_threshold
+    from samplerlab.samplers.fast_ops import in_nucleus
 
     probs = peaked_rows(3, 300, scale, seed=5)
     tokens = np.tile(np.arange(300, dtype=np.int32), (3, 1))
@@ -132,11 +133,11 @@ def test_sample_from_weights_across_blocks_never_draws_a_zero_weight():
 def test_random_sampler_draws_from_the_tempered_softmax():
     import keras
 
-    from samplerlab.samplers.traced_random import TracedRandomSampler
+    from samplerlab.samplers.random import RandomSampler
 
     logits = np.log(np.array([0.5, 0.3, 0.2], dtype=np.float32))
     draws = 20000
-    sampler = TracedRandomSampler(temperature=0.5, seed=4)
+    sampler = RandomSampler(temperature=0.5, seed=4)
     probs = sampler.compute_probabilities(np.tile(logits, (draws, 1)))
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits / 0.5))
     assert_matches(frequencies(sampler.get_next_token(probs), 3), expected, draws)

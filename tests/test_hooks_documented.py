@@ -138,14 +138,15 @@ def test_the_guides_sampler_and_processor_generate(doc_plugin_loaded, kind):
 
 
 @pytest.mark.filterwarnings("ignore:plugin 'example' registered")
-def test_the_guides_trace_distribution_keeps_the_top_a_set(doc_plugin_loaded):
+def test_the_guides_final_distribution_keeps_the_top_a_set(doc_plugin_loaded):
     import numpy as np
 
+    from samplerlab.decoding.contract import capabilities
     from samplerlab.plugins import registry
 
     sampler = registry("samplers")["top_a"].build(a=0.5)
     logits = np.log(np.array([[0.6, 0.2, 0.1, 0.07, 0.03]], dtype="float32"))
-    log_probs, kept = (np.asarray(x) for x in sampler.trace_distribution(logits))
+    log_probs, kept = (np.asarray(x) for x in capabilities(sampler).distribution(logits))
     # 0.5 * 0.6^2 = 0.18: tokens 0 and 1 stay, renormalised to 0.75 and 0.25.
     assert kept.tolist() == [2]
     np.testing.assert_allclose(np.exp(log_probs[0, :2]), [0.75, 0.25], rtol=1e-5)

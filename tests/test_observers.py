@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from samplerlab.engine.observers import StepObserver
+from samplerlab.decoding.observers import StepObserver
 from samplerlab.engine.programs import ProgramCache
 
 PROMPTS = ["My trip to Yosemite was", "The", "Once upon a time"]

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from samplerlab.engine.programs import ProgramCache, programs_dir, trusted
+from samplerlab.engine.programs import ProgramCache, programs_dir, trusted_sampler
 from samplerlab.engine.seeds import reset_sampler_seed
 from samplerlab.models.adapters import DecodingAdapter
 
@@ -94,9 +94,9 @@ def test_only_samplerlab_and_keras_hub_code_is_trusted():
     class PluginSampler(keras_hub.samplers.GreedySampler):
         pass
 
-    assert trusted(_build("top_k")) and trusted(_build("contrastive"))
-    assert trusted(keras_hub.samplers.BeamSampler(num_beams=2))
-    assert not trusted(PluginSampler())
+    assert trusted_sampler(_build("top_k")) and trusted_sampler(_build("contrastive"))
+    assert trusted_sampler(keras_hub.samplers.BeamSampler(num_beams=2))
+    assert not trusted_sampler(PluginSampler())
 
 
 def test_a_plugin_sampler_runs_from_memory_with_a_program_of_its_own(tiny_model, tmp_path,

@@ -45,14 +45,14 @@ def draft(draft_preset):
 
 def _speculative(draft_adapter, gamma=3, base=None, seed=None):
     sampler = SpeculativeSampler(gamma, base_sampler=base, seed=seed)
-    sampler.attach_draft(draft_adapter)
+    sampler.attach_models({"draft": draft_adapter})
     return sampler
 
 
 def _top_k(k=5, temperature=1.0, seed=1):
-    from samplerlab.samplers.traced_top_k import TracedTopKSampler
+    from samplerlab.samplers.top_k import TopKSampler
 
-    return TracedTopKSampler(k=k, temperature=temperature, seed=seed)
+    return TopKSampler(k=k, temperature=temperature, seed=seed)
 
 
 # ------------------------------------------------------------------- greedy
@@ -66,7 +66,7 @@ def test_greedy_acceptance_gives_exactly_the_targets_greedy_tokens(tiny_model, d
     sampler = _speculative(draft.adapter, 4)
     np.testing.assert_array_equal(engine_tokens(tiny_model.adapter, sampler, inputs, stop),
                                   greedy)
-    stats = sampler.last_stats()
+    stats = sampler.last_loop_stats()
     assert stats["proposed"] > 0 and stats["target_passes"] < 32
 
 
@@ -97,7 +97,7 @@ def test_a_draft_that_is_the_target_has_every_token_accepted(tiny_model, engine_
     inputs = tiny_model.preprocessor.generate_preprocess(PROMPTS, sequence_length=32)
     sampler = _speculative(tiny_model.adapter, 4)
     engine_tokens(tiny_model.adapter, sampler, inputs)
-    stats = sampler.last_stats()
+    stats = sampler.last_loop_stats()
     assert stats["proposed"] > 0
     assert stats["accepted"] == stats["proposed"]
 
@@ -153,12 +153,12 @@ def _p_values(a, b):
 
 @pytest.mark.parametrize("base", ["random", "top_k"])
 def test_rejection_sampling_draws_the_base_samplers_distribution(tiny_pair, base):
-    from samplerlab.samplers.traced_random import TracedRandomSampler
+    from samplerlab.samplers.random import RandomSampler
 
     target, draft = tiny_pair
 
     def make_base():
-        return (TracedRandomSampler(temperature=0.01, seed=1) if base == "random"
+        return (RandomSampler(temperature=0.01, seed=1) if base == "random"
                 else _top_k(k=8, temperature=0.01))
 
     alone = _draws(target, make_base(), 64, 30)
@@ -174,7 +174,7 @@ def test_rejection_sampling_draws_the_base_samplers_distribution(tiny_pair, base
 def test_the_bases_distributions_keep_keras_hubs_token_sets():
     import keras_hub
 
-    from samplerlab.samplers.traced_top_p import TracedTopPSampler
+    from samplerlab.samplers.top_p import TopPSampler
 
     logits = np.random.default_rng(3).normal(size=(4, 50)).astype("float32") * 2
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -183,7 +183,7 @@ def test_the_bases_distributions_keep_keras_hubs_token_sets():
     kept = np.asarray(top_k.distribution(logits)) > 0
     np.testing.assert_array_equal(kept.sum(axis=1), 7)
     assert all(kept[r, order[r, :7]].all() for r in range(4))
-    top_p = SpeculativeSampler(2, base_sampler=TracedTopPSampler(p=0.6))
+    top_p = SpeculativeSampler(2, base_sampler=TopPSampler(p=0.6))
     dist = np.asarray(top_p.distribution(logits))
     for r in range(4):   # KerasHub: keep a token when the mass sorted before it is <= p
         before = np.concatenate([[0.0], np.cumsum(probs[r, order[r]])[:-1]])
@@ -193,7 +193,7 @@ def test_the_bases_distributions_keep_keras_hubs_token_sets():
 
 # ------------------------------------------------------------- the plugin
 def test_it_conforms_with_greedy_and_with_sampled_acceptance(sampler_conformance, tiny_pair):
-    from samplerlab.samplers.traced_top_p import TracedTopPSampler
+    from samplerlab.samplers.top_p import TopPSampler
 
     _, draft = tiny_pair
 
@@ -201,7 +201,7 @@ def test_it_conforms_with_greedy_and_with_sampled_acceptance(sampler_conformance
         return _speculative(draft, 3)
 
     def sampled_speculative(seed=None):
-        return _speculative(draft, 2, TracedTopPSampler(p=0.9), seed=seed)
+        return _speculative(draft, 2, TopPSampler(p=0.9), seed=seed)
 
     assert "batch consistency" in sampler_conformance(greedy_speculative).checks
     sampler_conformance(sampled_speculative)

@@ -59,7 +59,7 @@ def tokenizer(request):
 
 
 def _text(tokenizer, ids):
-    from samplerlab.engine.cell import detokenize
+    from samplerlab.engine.text import detokenize
 
     return detokenize(tokenizer, ids)
 

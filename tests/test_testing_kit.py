@@ -37,12 +37,16 @@ FULL_CHECKS = ["shape and dtype", "prompt kept", "determinism (re-seeded)", "sto
     # Beam search runs until every hypothesis stops (KerasHub's rule): no strict stop
     # check. On prompts of different lengths each row keeps its own beams (test below).
     ("beam", {"num_beams": 2}, {"strict_stop": False}),
+    # The kit attaches its tiny model as the declared draft (no preset is loaded).
+    ("speculative", {"draft": "samplerlab:tiny-en", "num_speculative_tokens": 2}, {}),
 ])
 def test_every_builtin_sampler_conforms(sampler_conformance, name, params, options):  # noqa: F811
     report = sampler_conformance(name, params, **options)
     assert report.checks[:5] == FULL_CHECKS
     deterministic = options.get("deterministic", name in ("greedy", "contrastive", "beam"))
     assert ("batch consistency" in report.checks) == deterministic
+    assert report.checks[-1] == "sampler contract"
+    assert report.capabilities.structure is not None
 
 
 def test_keras_hubs_beam_sampler_fails_batch_consistency_on_ragged_prompts():
@@ -66,7 +70,7 @@ def test_a_processor_conforms_alone_in_a_chain(processor_conformance, name, para
     # loop; the others run in CHAIN above and against NumPy references in
     # test_processors.py (DRY: test_dry.py).
     report = processor_conformance(name, params)
-    assert report.checks == ["processor output"] + FULL_CHECKS
+    assert report.checks == ["processor output", *FULL_CHECKS, "sampler contract"]
 
 
 # ------------------------------------------------------ the kit catches bad samplers

@@ -11,7 +11,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from samplerlab.engine.observers import returned_rows
+from samplerlab.decoding.observers import returned_rows
 from samplerlab.engine.programs import ProgramCache
 from samplerlab.plugins import registry
 from samplerlab.traces.observer import TraceObserver
@@ -192,7 +192,7 @@ def test_a_plugin_with_its_own_loop_gets_model_columns_and_empty_sampler_ones(
 
 
 class TopASampler(keras_hub.samplers.Sampler):
-    """docs/writing-plugins.md's plugin sampler, with its ``trace_distribution``."""
+    """docs/writing-plugins.md's plugin sampler, declaring its final distribution."""
 
     def __init__(self, a=0.2, seed=None):
         import keras
@@ -211,7 +211,12 @@ class TopASampler(keras_hub.samplers.Sampler):
                                          dtype="int32")
         return ops.squeeze(drawn, axis=-1)
 
-    def trace_distribution(self, logits):
+    def decoding_capabilities(self):
+        from samplerlab.decoding.contract import default_capabilities
+
+        return default_capabilities(self, distribution=self.final_distribution)
+
+    def final_distribution(self, logits):
         from keras import ops
 
         probabilities = ops.softmax(ops.cast(logits, "float32") / self.temperature)
@@ -267,7 +272,7 @@ def _keras_hub_loop(model, sampler, stop):
     over the adapter, the adapter handed only to samplers that score candidates on it."""
     from keras import ops
 
-    from samplerlab.engine.generate import output_padding_mask
+    from samplerlab.decoding.generate import output_padding_mask
     from samplerlab.samplers.contrastive import FastContrastiveSampler
 
     adapter = model.adapter
@@ -292,7 +297,7 @@ def _keras_hub_loop(model, sampler, stop):
                                          ("contrastive", {"k": 2})])
 def test_without_tracing_the_program_is_the_one_compiled_before_traces(
         embedded_model, inputs, name, params):
-    from samplerlab.engine.generate import generate_step
+    from samplerlab.decoding.generate import generate_step
 
     sampler = registry("samplers")[name].build(**params)
     stop = (embedded_model.end_token_id,)

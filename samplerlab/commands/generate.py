@@ -31,7 +31,7 @@ def generate(
     """Generate from one prompt with one sampler (the tutorial's one-liner)."""
     import yaml
 
-    from samplerlab.engine.drafts import attach_draft
+    from samplerlab.engine.extra_models import attach_extra_models
     from samplerlab.engine.programs import ProgramCache
     from samplerlab.models import check_preset_reference, load_model
     from samplerlab.plugins import registry
@@ -55,9 +55,9 @@ def generate(
     model = load_model(preset, sequence_length)
     sampler = entry.build(**params)
     try:
-        attach_draft(sampler, model)  # speculative: its draft model, same tokenizer
+        attach_extra_models(sampler, model)  # e.g. a draft model, same tokenizer
     except UserInputError as exc:
-        raise UserInputError(exc.problem, field="--param draft") from None
+        raise UserInputError(exc.problem, field=f"--param {exc.field}") from None
     inputs = model.preprocessor.generate_preprocess([prompt], sequence_length=max_length)
     program = ProgramCache(model.adapter).get(sampler, inputs, model.stop_token_ids)
     text = model.preprocessor.generate_postprocess(program(sampler, inputs))

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from samplerlab.decoding.contract import capabilities
 from samplerlab.engine.programs import ProgramCache
 from samplerlab.engine.seeds import batch_seed, reset_sampler_seed
+from samplerlab.engine.text import detokenize
 from samplerlab.errors import SamplerlabError, UserInputError
 
 STOP_END = "end_token"
@@ -32,13 +34,15 @@ class CellFailed(SamplerlabError):
 
 @dataclass
 class CellOutput:
-    """A cell's generations (one dict per sample, as written to ``samples.jsonl``), timing
-    and, when traced, its per-token traces (a ``pyarrow.Table``,
-    :func:`samplerlab.traces.table.schema`)."""
+    """A cell's generations (one dict per sample, as written to ``samples.jsonl``), timing,
+    when traced its per-token traces (a ``pyarrow.Table``,
+    :func:`samplerlab.traces.table.schema`), and the metric columns its sampler's loop
+    statistics give (:attr:`~samplerlab.decoding.contract.LoopStats.columns`)."""
 
     samples: list[dict[str, Any]]
     timing: dict[str, Any]
     traces: Any = None
+    columns: dict[str, float] = field(default_factory=dict)
 
 
 def work_items(prompts: list[Any], samples_per_prompt: int) -> list[tuple[Any, int]]:
@@ -136,11 +140,11 @@ class CellEngine:
         if not isinstance(sampler, keras_hub.samplers.Sampler):
             raise CellFailed(f"sampler '{cell.sampler}' factory returned "
                              f"{type(sampler).__name__}, not a keras_hub.samplers.Sampler")
-        from samplerlab.engine.drafts import attach_draft
+        from samplerlab.engine.extra_models import attach_extra_models
         from samplerlab.errors import ModelLoadError
 
         try:
-            attach_draft(sampler, self.model)  # a speculative sampler's draft model
+            attach_extra_models(sampler, self.model)  # e.g. a draft model
         except (UserInputError, ModelLoadError) as exc:
             raise CellFailed(f"sampler '{cell.sampler}': {exc}") from exc
         return sampler
@@ -183,6 +187,7 @@ class CellEngine:
             on_batch: Any = None) -> CellOutput:
         """Generate the cell; ``on_batch()`` is called after each generate call."""
         sampler = self.build_sampler(cell, seed)
+        offers = capabilities(sampler)
         observers = self.observers(sampler)
         traces = self.trace_rows(cell) if self.generation.trace else None
         compiled_before = self.programs.compiled
@@ -209,7 +214,7 @@ class CellEngine:
                 samples.append(self._sample(cell, prompt, s, seed_b, tokens, reason,
                                             int(pmask.sum()), b, seconds))
             calls.append({"batch": b, "seconds": seconds, "generated_tokens": generated,
-                          "rows": len(batch), **speculative_counts(sampler)})
+                          "rows": len(batch), **loop_counts(sampler)})
             if on_batch:
                 on_batch()
         if len(calls) == 1 and self.generation.steady_timing:
@@ -219,23 +224,38 @@ class CellEngine:
                                        observers)
             calls.append({**calls[0], "seconds": seconds, "repeat": True})
         compiled = self.programs.compiled > compiled_before
-        extra = {}
-        if getattr(sampler, "draft", None) is not None:
-            extra["speculative"] = self._speculative_timing(cell, sampler, items[:size], seed,
-                                                            calls)
+        extra, columns = self._loop_timing(cell, sampler, offers, items[:size], seed, calls)
         return CellOutput(samples, {**timing(calls), "compiled": compiled, **extra},
-                          traces.table() if traces is not None else None)
+                          traces.table() if traces is not None else None, columns)
 
-    def _speculative_timing(self, cell: Any, sampler: Any, first: list, seed: int,
-                            calls: list[dict[str, Any]]) -> dict[str, Any]:
-        """The draft's acceptance over the cell's calls, and the speed-up over the same
-        base sampler without a draft, both timed here on the cell's first batch, steady
-        (the base is compiled by a call before the one timed; tokens per second, since a
-        sampled base stops its rows elsewhere)."""
+    def _loop_timing(self, cell: Any, sampler: Any, offers: Any, first: list, seed: int,
+                     calls: list[dict[str, Any]]) -> tuple[dict, dict[str, float]]:
+        """``({section: the loop statistics summed over the cell's calls, their rates and
+        the baseline's timing}, metric columns)``, from what the sampler declares
+        (:attr:`~samplerlab.decoding.contract.SamplerCapabilities.loop_stats` and
+        ``baseline``); ``({}, {})`` for a sampler that declares neither."""
+        stats, section = offers.loop_stats, {}
+        if stats is not None:
+            counts = {k: sum(c.get(k, 0) for c in calls if not c.get("repeat"))
+                      for k in stats.counts}
+            section = {**counts, **stats.rates(counts)}
+        if offers.baseline is not None:
+            section.update(self._baseline_timing(cell, sampler, offers.baseline, first, seed,
+                                                 calls))
+        if not section:
+            return {}, {}
+        if stats is None:
+            return {"baseline": section}, {}
+        columns = {k: section[k] for k in stats.columns if section.get(k) is not None}
+        return {stats.section: section}, columns
+
+    def _baseline_timing(self, cell: Any, sampler: Any, base: Any, first: list, seed: int,
+                         calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """The speed-up over the sampler's baseline (the same distribution without its
+        shortcut), both timed here on the cell's first batch, steady (the baseline is
+        compiled by a call before the one timed; tokens per second, since a sampled
+        baseline stops its rows elsewhere)."""
         texts = [p.text for p, _ in first]
-        counts = {k: sum(c.get(k, 0) for c in calls if not c.get("repeat"))
-                  for k in ("target_passes", "row_passes", "proposed", "accepted", "kept")}
-        base = sampler.baseline_sampler()
         self._call(cell, base, texts, self._stop_observers)
         reset_sampler_seed(base, seed)
         base_tokens, base_seconds = self._timed_tokens(cell, base, texts, len(first))
@@ -246,8 +266,7 @@ class CellEngine:
             reset_sampler_seed(sampler, seed)
             tokens, seconds = self._timed_tokens(cell, sampler, texts, len(first))
         speed, base_speed = tokens / seconds, base_tokens / base_seconds
-        return {**counts, **speculative_rates(counts), "tokens_per_s": speed,
-                "base_tokens_per_s": base_speed,
+        return {"tokens_per_s": speed, "base_tokens_per_s": base_speed,
                 "speedup": speed / base_speed if base_speed > 0 else None}
 
     def _timed_tokens(self, cell: Any, sampler: Any, texts: list[str],
@@ -301,45 +320,9 @@ class CellEngine:
                              f"{type(exc).__name__}: {first}") from exc
 
 
-def detokenize(tokenizer: Any, tokens: list[int]) -> str:
-    """Text of ``tokens`` as a ``str``: tokenizers detokenize to str, bytes or a scalar
-    tensor depending on their workflow."""
-    if not tokens:
-        return ""
-    value = tokenizer.detokenize(tokens)
-    if isinstance(value, str):
-        return value
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    if isinstance(value, np.ndarray):
-        value = value.item()
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def speculative_counts(sampler: Any) -> dict[str, int]:
-    """The last call's draft statistics of a speculative sampler (empty for others)."""
-    return sampler.last_stats() if getattr(sampler, "draft", None) is not None else {}
-
-
-def speculative_rates(counts: dict[str, int]) -> dict[str, float | None]:
-    """``acceptance_rate``: accepted draft tokens / proposed; ``accepted_per_pass``: draft
-    tokens kept per row and target forward pass (each pass also yields one token of the
-    target's own)."""
-    def ratio(a: int, b: int) -> float | None:
-        return a / b if b else None
-
-    return {"acceptance_rate": ratio(counts["accepted"], counts["proposed"]),
-            "accepted_per_pass": ratio(counts["kept"], counts["row_passes"])}
-
-
-def decoding_columns(timing: dict[str, Any] | None) -> dict[str, float]:
-    """The metric columns a cell's decoding adds: a speculative cell's acceptance rate,
-    accepted tokens per target pass and speed-up over its base sampler."""
-    speculative = (timing or {}).get("speculative")
-    if not speculative:
-        return {}
-    return {k: speculative[k] for k in ("acceptance_rate", "accepted_per_pass", "speedup")
-            if speculative.get(k) is not None}
+def loop_counts(sampler: Any) -> dict[str, int]:
+    """The last call's loop statistics of a sampler that counts them (empty for others)."""
+    return sampler.last_loop_stats() if capabilities(sampler).loop_stats is not None else {}
 
 
 def timing(calls: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Compiled generate programs: one per sampler structure and input shape, kept on disk.
 
-A *program* is :func:`samplerlab.engine.generate.generate_step` for one model, one sampler
+A *program* is :func:`samplerlab.decoding.generate.generate_step` for one model, one sampler
 structure, one input shape and one set of stop tokens, compiled ahead of time. Its state
 (the sampler's variables and the model's weights) is an argument, so samplers that differ
-only in traced values (a sweep over ``p`` or ``temperature``, another seed) share one
+only in program parameters (a sweep over ``p`` or ``temperature``, another seed) share one
 program: a sweep compiles once.
 
 The persistent XLA cache (:mod:`samplerlab.compilation`) saves a second process the XLA
@@ -19,11 +19,11 @@ A program is reused only when everything that shapes it is equal (its key): the 
 of JAX, jaxlib, Keras, KerasHub and Python, a digest of samplerlab's own source files,
 the platform and ``XLA_FLAGS``, the model's configuration, variable shapes and dtypes, its
 tokenizer's vocabulary and its decoding adapter, the sampler's class and structure
-(``structure_key()``, or the config of a KerasHub sampler), the input shapes, the stop
+(:attr:`~samplerlab.decoding.contract.SamplerCapabilities.structure`), the input shapes, the stop
 tokens and the step observers. Programs of samplers
 (and chain processors) whose classes come from anywhere but samplerlab, KerasHub and
 Keras are never written to disk, since a plugin's code can change without any of the
-above changing; a plugin sampler without ``structure_key()`` gets a program of its own.
+above changing; a plugin sampler without a structure gets a program of its own.
 ``SAMPLERLAB_COMPILATION_CACHE=0`` turns the disk cache off with the XLA one.
 """
 
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from samplerlab.compilation import compilation_cache_dir
+from samplerlab.decoding.contract import attached_models, capabilities
 
 TRUSTED_MODULES = ("samplerlab.", "keras_hub.", "keras.")
 _SOURCE_DIGEST: str | None = None
@@ -52,30 +53,23 @@ def programs_dir() -> Path | None:
     return None if xla is None else xla.with_name(f"{xla.name}-programs")
 
 
-def trusted(sampler: Any) -> bool:
-    """Whether all of ``sampler``'s code is samplerlab's, KerasHub's or Keras's."""
-    parts = [sampler, *getattr(sampler, "processors", [])]
+def trusted(*parts: Any) -> bool:
+    """Whether all of these objects' code is samplerlab's, KerasHub's or Keras's."""
     return all(cls.__module__.startswith(TRUSTED_MODULES) or cls.__module__ == "builtins"
                for part in parts for cls in type(part).__mro__)
 
 
-def sampler_structure(sampler: Any) -> Any:
-    """What fixes the program a sampler compiles to, or None when nothing can vouch for it.
-
-    ``structure_key()`` where the sampler has one; for KerasHub's own samplers (greedy,
-    beam) their config, which holds every setting they trace with.
-    """
-    method = getattr(sampler, "structure_key", None)
-    if callable(method):
-        return method()
-    return sampler.get_config() if trusted(sampler) else None
+def trusted_sampler(sampler: Any) -> bool:
+    """Whether all of ``sampler``'s code (its components too: a chain's processors) is
+    trusted (:func:`trusted`)."""
+    return trusted(sampler, *capabilities(sampler).components)
 
 
 def program_key(model: str, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
                 observers: tuple = (), prefill: int | None = None) -> str | None:
     """The digest naming a program (``model``: :func:`model_digest`), or None for a
     sampler without a structure."""
-    structure = sampler_structure(sampler)
+    structure = capabilities(sampler).structure
     if structure is None:
         return None
     import jax
@@ -144,7 +138,7 @@ def _samplerlab_digest() -> str:
 class Program:
     """A compiled generate program; calling it runs one batch with a sampler's state.
 
-    The sampler's variables (traced parameters, seed state) are read at call time and
+    The sampler's variables (program parameters, seed state) are read at call time and
     the updated seed state is written back, as KerasHub's generate function does.
     """
 
@@ -156,7 +150,7 @@ class Program:
         self.prefill = prefill  # the seed pass's length (None: all positions)
 
     def __call__(self, sampler: Any, inputs: dict) -> dict:
-        from samplerlab.engine.generate import prefill_length
+        from samplerlab.decoding.generate import prefill_length
 
         if self.prefill is not None and prefill_length(inputs["padding_mask"]) > self.prefill:
             raise ValueError(
@@ -182,13 +176,13 @@ class ProgramCache:
 
     ```python
     from samplerlab.engine.programs import ProgramCache
-    from samplerlab.samplers.traced_top_k import TracedTopKSampler
+    from samplerlab.samplers.top_k import TopKSampler
 
     # model: a LoadedModel
     inputs = model.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
     programs = ProgramCache(model.adapter, persistent=False)
     for temperature in (0.7, 1.3):  # same structure, other values: one compiled program
-        sampler = TracedTopKSampler(k=10, temperature=temperature, seed=1)
+        sampler = TopKSampler(k=10, temperature=temperature, seed=1)
         outputs = programs.get(sampler, inputs, stop_token_ids=None)(sampler, inputs)
     assert programs.compiled == 1
     ```
@@ -212,7 +206,7 @@ class ProgramCache:
     def key(self, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
             observers: tuple = ()) -> str | None:
         """The program key of ``sampler`` on these inputs (:func:`program_key`); a
-        sampler's own models (a speculative draft) are part of it."""
+        sampler's extra models (:func:`extra_adapters`) are part of it."""
         models = "+".join([self.model_digest, *(
             self._digests.setdefault(id(a), model_digest(a))
             for a in extra_adapters(self.adapter, sampler))])
@@ -221,15 +215,15 @@ class ProgramCache:
 
     def prefill(self, inputs: dict) -> int | None:
         """The seed pass's length for these inputs, where the adapter seeds a prefix
-        (:func:`~samplerlab.engine.generate.prefill_length`)."""
-        from samplerlab.engine.generate import prefill_length
+        (:func:`~samplerlab.decoding.generate.prefill_length`)."""
+        from samplerlab.decoding.generate import prefill_length
 
         return prefill_length(inputs["padding_mask"]) if self.adapter.prefills else None
 
     def get(self, sampler: Any, inputs: dict, stop_token_ids: tuple | None,
             observers: tuple = ()) -> Program:
         """The program for ``sampler`` on inputs of this shape (with these step observers,
-        :mod:`samplerlab.engine.observers`), built on first use."""
+        :mod:`samplerlab.decoding.observers`), built on first use."""
         key = self.key(sampler, inputs, stop_token_ids, observers)
         build = (sampler, inputs, stop_token_ids, observers)
         if key is None:
@@ -249,8 +243,8 @@ class ProgramCache:
         prefill = self.prefill(inputs)
         make = _stateless_program(self.adapter, sampler, stop_token_ids, observers, prefill)
         program, source = None, "traced"
-        if key is not None and self.directory is not None and trusted(sampler) and all(
-                trusted(o) for o in observers):
+        keep = trusted_sampler(sampler) and trusted(*observers)
+        if key is not None and self.directory is not None and keep:
             program, source = self._exported(key, make, args)
         if program is None:
             program = make
@@ -289,10 +283,11 @@ def _tensors(inputs: dict) -> dict:
 
 
 def extra_adapters(adapter: Any, sampler: Any) -> list:
-    """The decoding adapters of a sampler's own models (``decoding_adapters()``: a
-    speculative draft), other than the program's model."""
+    """The decoding adapters of a sampler's attached extra models
+    (:attr:`~samplerlab.decoding.contract.SamplerCapabilities.extra_models`), other than
+    the program's model."""
     extras: list = []
-    for extra in getattr(sampler, "decoding_adapters", tuple)():
+    for extra in attached_models(sampler):
         if all(extra.causal_lm is not a.causal_lm for a in [adapter, *extras]):
             extras.append(extra)
     return extras
@@ -317,7 +312,7 @@ def _stateless_program(adapter: Any, sampler: Any, stop_token_ids: tuple | None,
     import jax
     import keras
 
-    from samplerlab.engine.generate import generate_step
+    from samplerlab.decoding.generate import generate_step
 
     lm = adapter.causal_lm
 

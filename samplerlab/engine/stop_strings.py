@@ -1,7 +1,7 @@
 """Stop strings (``generation.stop``): a row ends when its text contains one.
 
 Detection runs inside the compiled generate loop, as a
-:class:`~samplerlab.engine.observers.StepObserver`, so a batch stops as soon as every
+:class:`~samplerlab.decoding.observers.StepObserver`, so a batch stops as soon as every
 row has stopped instead of generating ``max_length`` for all. The text of a row is the
 concatenation of its tokens' bytes, so the stop strings are matched over bytes by one
 automaton (Aho-Corasick: every stop string at once, occurrences spanning any number of
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from samplerlab.engine.observers import StepObserver
+from samplerlab.decoding.observers import StepObserver
 from samplerlab.models import internals
 
 STOP_STRING = "stop_string"
@@ -131,7 +131,7 @@ def token_bytes(tokenizer: Any) -> tuple[list[bytes], bool]:
         return _sentence_piece_bytes(tokenizer, vocabulary), True
     # Any other tokenizer: each token detokenized alone (exact for tokenizers whose
     # tokens are whole characters).
-    from samplerlab.engine.cell import detokenize
+    from samplerlab.engine.text import detokenize
 
     return [detokenize(tokenizer, [i]).encode("utf-8") for i in range(len(vocabulary))], False
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from samplerlab.engine import CellFailed, cell_seed
-from samplerlab.engine.cell import decoding_columns
 from samplerlab.results import now
 
 
@@ -135,7 +134,7 @@ def run_cell(engine: Any, job: RunJob, cell: Any, metrics: list, *,
     # model wait in metrics_pending for the runner's model metrics step
     # (samplerlab.metrics.model_metrics).
     scored = score_generated_cell(output.samples, metrics, context)
-    scored["metrics"].update(decoding_columns(output.timing))  # speculative: acceptance, speed-up
+    scored["metrics"].update(output.columns)  # the sampler's loop statistics' columns
     record.update(status="done", error=None, timing=output.timing,
                   num_samples=len(output.samples), finished=now(), **scored)
     return CellOutcome(cell, output.samples, record, output.traces)

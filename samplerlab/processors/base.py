@@ -1,12 +1,13 @@
 """The processor contract: a logits → logits step of a ``chain`` sampler.
 
 A processor sees the float32 logits of the next token (``(batch, vocab)``) and a
-:class:`Context` holding the token history, and returns new logits. Tokens it removes
-get ``-inf``. Processors run inside KerasHub's compiled generate loop, so they use
-``keras.ops`` only and never Python control flow on tensor values.
+:class:`~samplerlab.decoding.loop.Context` holding the token history, and returns new
+logits. Tokens it removes get ``-inf``. Processors run inside KerasHub's compiled
+generate loop, so they use ``keras.ops`` only and never Python control flow on tensor
+values.
 
-Parameters go through :class:`samplerlab.traced.TracedParams`, as the samplers' do:
-numeric ones (``k``, ``p``, penalties, ...) are non-trainable ``keras.Variable`` s that
+Parameters go through :class:`samplerlab.decoding.params.ProgramParams`, as the samplers'
+do: numeric ones (``k``, ``p``, penalties, ...) are non-trainable ``keras.Variable`` s that
 KerasHub passes into its jitted generate function as *state*, so changing them
 (``assign_params``) reuses the compiled function instead of recompiling. Parameters that
 change shapes (``no_repeat_ngram_size``'s ``n``) or program structure are *static*: they
@@ -16,35 +17,20 @@ are part of the structure key.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
-from samplerlab.traced import TracedParams
+from samplerlab.decoding.loop import Context
+from samplerlab.decoding.params import ProgramParams
 
 NEG_INF = -math.inf
 
 
-class Context(NamedTuple):
-    """What a processor may look at besides the logits.
-
-    Attributes:
-        tokens: int tensor ``(batch, max_length)``: the prompt and the tokens generated so
-            far. Positions ``< index`` are filled (prompt or generated); later positions
-            hold padding or, for rows with a longer prompt, the rest of that prompt.
-        index: int32 scalar tensor, the position being generated.
-        prompt_mask: bool tensor ``(batch, max_length)``, True on prompt tokens.
-    """
-
-    tokens: Any
-    index: Any
-    prompt_mask: Any
-
-
-class Processor(TracedParams):
+class Processor(ProgramParams):
     """Base class of logits processors usable in a ``chain`` sampler.
 
-    Subclasses call :meth:`~samplerlab.traced.TracedParams.add_param` for each traced
-    numeric parameter and :meth:`~samplerlab.traced.TracedParams.add_static` for each
-    shape- or program-changing one (the constructor's argument names must match: they are
+    Subclasses call :meth:`~samplerlab.decoding.params.ProgramParams.add_param` for each
+    numeric program parameter and :meth:`~samplerlab.decoding.params.ProgramParams.add_static`
+    for each shape- or program-changing one (the constructor's argument names must match: they are
     the processor's config), implement :meth:`process`, and register with
     ``@keras.saving.register_keras_serializable(package=...)`` so a chain holding them
     serialises. A processor that needs the model (its tokenizer, its vocabulary) overrides
@@ -70,9 +56,6 @@ class Processor(TracedParams):
     assert Shift.from_config(Shift(3.0).get_config()).params() == {"amount": 3.0}
     ```
     """
-
-    #: True when :meth:`process` reads ``context.tokens`` (documentation only).
-    needs_history = False
 
     def bind(self, model: Any) -> None:
         """Called with the causal LM before the chain traces its loop; the default does nothing.

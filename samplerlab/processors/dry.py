@@ -25,7 +25,7 @@ is and needs no tokenizer.
 Everything runs inside the compiled loop with ``keras.ops``: per step it compares every
 window position with the current suffix (``O(max_length²)`` booleans per row, no Python
 control flow on tensor values). ``multiplier``, ``base``, ``allowed_length`` and
-``penalty_last_n`` are traced values; the breakers are static.
+``penalty_last_n`` are program parameters; the breakers are static.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class DRY(Processor):
     ```
     """
 
-    needs_history = True
 
     def __init__(self, multiplier: float = 0.8, base: float = 1.75, allowed_length: int = 2,
                  sequence_breakers: list[Breaker] | tuple = DEFAULT_SEQUENCE_BREAKERS,

@@ -22,7 +22,6 @@ from samplerlab.processors.base import (
 
 
 class _Penalty(Processor):
-    needs_history = True
 
     def __init__(self, penalty: float, include_prompt: bool) -> None:
         self.penalty = self.add_param("penalty", penalty)
@@ -96,7 +95,6 @@ class NoRepeatNGram(Processor):
     (part of the structure key): changing it recompiles.
     """
 
-    needs_history = True
 
     def __init__(self, n: int = 3) -> None:
         self.n = self.add_static("n", int(n))

@@ -3,7 +3,7 @@
 Every truncation keeps at least the most probable token (HF's ``min_tokens_to_keep=1``).
 Set sizes (top-k, top-p, typical) are found by bisecting on a threshold rather than by
 sorting the vocabulary (see :func:`~samplerlab.processors.base.smallest_set_threshold`):
-``k`` and ``p`` stay traced values, so a sweep over them does not recompile, and tokens
+``k`` and ``p`` stay program parameters, so a sweep over them does not recompile, and tokens
 tied with the threshold are all kept (as HF's top-k does).
 """
 
@@ -63,9 +63,9 @@ class Temperature(Processor):
 class TopK(Processor):
     """Keep the ``k`` highest logits (Fan et al. 2018; HF ``TopKLogitsWarper``).
 
-    ``k`` is traced: the threshold (the k-th largest logit) is found by bisection, with no
-    upper bound on ``k`` and no sort; ties with it are kept, as HF does (it removes
-    ``scores < topk(scores, k)[-1]``).
+    ``k`` is a program parameter: the threshold (the k-th largest logit) is found by
+    bisection, with no upper bound on ``k`` and no sort; ties with it are kept, as HF does
+    (it removes ``scores < topk(scores, k)[-1]``).
     """
 
     def __init__(self, k: int = 50) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
 import keras_hub
 from keras import ops
 
-from samplerlab.engine.observers import hand_back
-from samplerlab.models.adapters.base import gather_beams, repeat_beams
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.distributions import beam
+from samplerlab.decoding.observers import hand_back
+from samplerlab.decoding.params import ProgramParams
+from samplerlab.models.adapters.base import BeamCache, gather_beams, repeat_beams
 from samplerlab.models.internals import any_equal
-from samplerlab.traced import TracedParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class BeamSampler(TracedParams, keras_hub.samplers.BeamSampler):
+class BeamSampler(ProgramParams, keras_hub.samplers.BeamSampler):
     """Beam search: keep the ``num_beams`` most probable hypotheses of every row, extend
     each by every token, keep the ``num_beams`` best of those, return the best one.
 
@@ -38,7 +41,8 @@ class BeamSampler(TracedParams, keras_hub.samplers.BeamSampler):
       keeps its beams and scores as they are, so each row's result is the one it gets
       alone.
 
-    ``temperature`` is traced (a sweep over it compiles once); ``num_beams`` fixes shapes.
+    ``temperature`` is a program parameter (a sweep over it compiles once); ``num_beams``
+    fixes shapes.
 
     Args:
         num_beams: int, the number of hypotheses kept per row.
@@ -62,17 +66,17 @@ class BeamSampler(TracedParams, keras_hub.samplers.BeamSampler):
         self.add_static("num_beams", int(num_beams))
         self.add_static("return_all_beams", bool(return_all_beams))
 
-    def trace_distribution(self, logits: Any) -> tuple[Any, Any]:
-        """For per-token traces (:mod:`samplerlab.traces`): KerasHub's beam rule, the
-        factor ``softmax(logits / T)`` and ``num_beams`` hypotheses kept per step."""
-        from samplerlab.traces.distributions import beam
-
-        return beam(self, logits)
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own loop over the adapter's beam cache; ``num_beams`` hypotheses per row;
+        the factor ``softmax(logits / T)`` as its distribution (KerasHub's beam rule)."""
+        return default_capabilities(self, loop="adapter", beams=True,
+                                    candidates=int(self.num_beams),
+                                    distribution=partial(beam, self))
 
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
                  model: Any = None, decoding: Any = None) -> Any:
-        beams = decoding if decoding is not None else _NextBeams(next)
+        beams = decoding if isinstance(decoding, BeamCache) else _NextBeams(next)
         n = self.num_beams
         batch_size = ops.shape(prompt)[0]
         index = ops.cast(index, "int32")

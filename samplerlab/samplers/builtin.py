@@ -1,6 +1,6 @@
 """Factories for KerasHub's six samplers, with their parameters typed and range-checked.
 
-top_k, top_p, random, beam and contrastive build samplerlab's traced-parameter versions
+top_k, top_p, random, beam and contrastive build samplerlab's versions with program parameters
 (their numeric parameters are inputs of the compiled generate function, so a sweep
 compiles once; top_p and random also avoid a vocabulary sort / a per-token Gumbel draw,
 contrastive and beam avoid copying the cache for their candidates and beams, and beam
@@ -30,25 +30,25 @@ def greedy():
 def top_k(k: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0,
           seed: Seed = None):
     """Sample from the k most probable tokens (Fan et al. 2018)."""
-    from samplerlab.samplers.traced_top_k import TracedTopKSampler
+    from samplerlab.samplers.top_k import TopKSampler
 
-    return TracedTopKSampler(k=k, temperature=temperature, seed=seed)
+    return TopKSampler(k=k, temperature=temperature, seed=seed)
 
 
 def top_p(p: Annotated[float, Field(gt=0, le=1)] = 0.1,
           k: Annotated[int, Field(ge=1)] | None = None,
           temperature: Temperature = 1.0, seed: Seed = None):
     """Nucleus sampling: the smallest set of tokens whose mass reaches p (Holtzman et al. 2020)."""
-    from samplerlab.samplers.traced_top_p import TracedTopPSampler
+    from samplerlab.samplers.top_p import TopPSampler
 
-    return TracedTopPSampler(p=p, k=k, temperature=temperature, seed=seed)
+    return TopPSampler(p=p, k=k, temperature=temperature, seed=seed)
 
 
 def random(temperature: Temperature = 1.0, seed: Seed = None):
     """Sample from the full softmax distribution (ancestral sampling)."""
-    from samplerlab.samplers.traced_random import TracedRandomSampler
+    from samplerlab.samplers.random import RandomSampler
 
-    return TracedRandomSampler(temperature=temperature, seed=seed)
+    return RandomSampler(temperature=temperature, seed=seed)
 
 
 def beam(num_beams: Annotated[int, Field(ge=1)] = 5, temperature: Temperature = 1.0):

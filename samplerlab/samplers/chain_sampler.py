@@ -12,12 +12,13 @@ from keras_hub.samplers import Sampler
 import samplerlab.processors.dry  # noqa: F401
 import samplerlab.processors.penalties  # noqa: F401
 import samplerlab.processors.truncation  # noqa: F401
-from samplerlab.processors.loop import history_loop
-from samplerlab.traced import TracedParams
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.loop import history_loop
+from samplerlab.decoding.params import ProgramParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class ChainSampler(TracedParams, Sampler):
+class ChainSampler(ProgramParams, Sampler):
     """Apply processors in the user's order to the logits, then pick a token.
 
     Like llama.cpp's sampler chain and Hugging Face's ``LogitsProcessorList``: each
@@ -26,8 +27,8 @@ class ChainSampler(TracedParams, Sampler):
     ``Sampler.__call__`` so processors see the token history (prompt plus generated
     tokens), and hands each processor the model first (:meth:`Processor.bind
     <samplerlab.processors.base.Processor.bind>`), e.g. so DRY can tokenize its sequence
-    breakers. Processor parameters are traced: :meth:`assign_params` takes another chain's
-    values without recompiling. The processors serialise with the chain.
+    breakers. Processor parameters are program parameters: :meth:`assign_params` takes
+    another chain's values without recompiling. The processors serialise with the chain.
 
     Args:
         processors: list of :class:`samplerlab.processors.base.Processor`.
@@ -65,7 +66,7 @@ class ChainSampler(TracedParams, Sampler):
         return out
 
     def structure_key(self) -> tuple:
-        """Equal keys → same compiled program; only traced values and seeds differ."""
+        """Equal keys → same compiled program; only parameter values and seeds differ."""
         return (*super().structure_key(), tuple(p.structure_key() for p in self.processors))
 
     def process(self, logits: Any, context: Any) -> Any:
@@ -88,6 +89,12 @@ class ChainSampler(TracedParams, Sampler):
             return keras.ops.argmax(logits, axis=-1)
         drawn = keras.random.categorical(logits, 1, seed=self.seed_generator, dtype="int32")
         return keras.ops.squeeze(drawn, axis=-1)
+
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own history loop, which reports the distribution each step drew from; the
+        processors are code of its program."""
+        return default_capabilities(self, loop="adapter", reports_distribution=True,
+                                    components=tuple(self.processors))
 
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
                  stop_token_ids=None, hidden_states=None, model=None, decoding=None,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
 import keras_hub
 from keras import ops
 
-from samplerlab.engine.observers import hand_back
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.distributions import contrastive
+from samplerlab.decoding.observers import hand_back
+from samplerlab.decoding.params import ProgramParams
+from samplerlab.models.adapters.base import shared_cache_candidates
 from samplerlab.models.internals import any_equal
-from samplerlab.traced import TracedParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler):
+class FastContrastiveSampler(ProgramParams, keras_hub.samplers.ContrastiveSampler):
     """Contrastive search (Su et al. 2022, "A Contrastive Framework for Neural Text
     Generation"): among the ``k`` most probable tokens pick the one maximising
     ``(1 - alpha) * p(token) - alpha * max cosine similarity`` of its hidden state with
@@ -30,8 +34,8 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
     and value into the cache. Anywhere else (KerasHub's own ``generate``, families without
     a fast adapter) it is KerasHub's sampler.
 
-    ``alpha`` and ``temperature`` are traced (a sweep over them compiles once); ``k``
-    sets shapes and is static.
+    ``alpha`` and ``temperature`` are program parameters (a sweep over them compiles
+    once); ``k`` sets shapes and is static.
 
     Args:
         k: int, the number of candidate tokens per step.
@@ -53,10 +57,17 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
         self.temperature = self.add_param("temperature", temperature)
         self.add_static("k", int(k))
 
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own loop, over the adapter's shared-cache candidates where it has them;
+        ``k`` candidates per step; ``softmax(logits / T)`` as its distribution."""
+        return default_capabilities(self, loop="adapter", candidates=int(self.k),
+                                    distribution=partial(contrastive, self))
+
     def __call__(self, next: Any, prompt: Any, cache: Any = None, index: Any = 0,
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
                  model: Any = None, decoding: Any = None) -> Any:
-        if decoding is None or hidden_states is None or not decoding.shared_cache:
+        shared = shared_cache_candidates(decoding)
+        if shared is None or hidden_states is None:
             return super().__call__(next, prompt, cache=cache, index=index, mask=mask,
                                     stop_token_ids=stop_token_ids,
                                     hidden_states=hidden_states, model=model)
@@ -81,7 +92,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
             prompt_token = ops.slice(prompt, [0, index], [batch_size, 1])
             candidates = ops.where(in_prompt, prompt_token,
                                    ops.cast(top_indices, prompt.dtype))
-            candidate_hidden, updates = decoding.candidate_forward(candidates, cache, index)
+            candidate_hidden, updates = shared.candidate_forward(candidates, cache, index)
             penalty = self._degeneration_penalty(hidden_states, candidate_hidden,
                                                  positions < index)
             scores = ((1 - self.alpha) * top_probabilities
@@ -91,7 +102,7 @@ class FastContrastiveSampler(TracedParams, keras_hub.samplers.ContrastiveSampler
                 prompt, [0, index], ops.take_along_axis(candidates, best[:, None], axis=1))
             best_hidden = ops.take_along_axis(candidate_hidden, best[:, None, None],
                                               axis=1)[:, 0]
-            logits, cache = decoding.advance(prompt, cache, updates, best_hidden, best, index)
+            logits, cache = shared.advance(prompt, cache, updates, best_hidden, best, index)
             hidden_states = ops.slice_update(hidden_states, [0, index, 0],
                                              best_hidden[:, None, :])
             return prompt, cache, index + 1, logits, hidden_states

@@ -4,7 +4,8 @@ On a CPU a full sort of GPT-2's 50,257 logits costs ~20 ms per step, and
 ``keras.random.categorical`` draws one Gumbel variate per token (threefry, ~1 ms per row
 per step). The two functions here replace them with a handful of passes over the row:
 
-- :func:`nucleus_threshold`: the exact top-p cut by bisection over float32 bit patterns.
+- :func:`~samplerlab.decoding.distributions.nucleus_threshold` (the exact top-p cut by
+  bisection over float32 bit patterns) lives with the distribution rules it defines.
 - :func:`sample_from_weights`: an exact inverse-CDF draw from unnormalised weights with
   one uniform variate per row, via a two-level (block, then token) cumulative sum.
 - :func:`sample_nucleus`: an exact top-p draw by rejection (draw from the full
@@ -17,58 +18,12 @@ from typing import Any
 
 from keras import ops, random
 
-# Non-negative float32 values order like their int32 bit patterns; every probability is
-# in [0, 1] and bits(1.0) = 0x3F800000 < 2**30, so 31 halvings of [-1, bits(max)] close
-# the interval on the exact threshold.
-BISECTION_STEPS = 31
+from samplerlab.decoding.distributions import nucleus_threshold
+
 BLOCK = 128
 # Rejection draws per step before top-p falls back to the bisection (each try is one
 # masked sum; a row accepts a try with probability >= p).
 NUCLEUS_TRIES = 8
-
-
-def nucleus_threshold(probabilities: Any, p: Any) -> Any:
-    """Per row, the smallest probability that top-p keeps (Holtzman et al. 2020).
-
-    Sort a row in descending order; KerasHub's ``TopPSampler`` keeps token ``i`` when
-    the mass of the tokens before it is ``<= p``. With ``mass_above(t)`` = the mass of the
-    tokens whose probability is ``> t``, that kept set is ``{x : P(x) >= t*}``, where
-    ``t*`` is the smallest float with ``mass_above(t*) <= p``. ``mass_above`` only falls
-    as ``t`` grows, so ``t*`` is found by bisection over float32 bit patterns: 31 masked
-    sums over the vocabulary and no sort. (Unrolled: XLA on CPU runs it ~2x faster than
-    a ``fori_loop``.)
-
-    Args:
-        probabilities: float tensor ``(batch, vocab)``, rows summing to 1.
-        p: float scalar (a tensor or a Variable: it stays traced).
-
-    Returns:
-        float32 tensor ``(batch, 1)``: keep the tokens with ``probabilities >= threshold``.
-
-    Example:
-
-    ```python
-    import numpy as np
-    from samplerlab.samplers.fast_ops import nucleus_threshold
-
-    probs = np.array([[0.5, 0.3, 0.15, 0.05]], dtype="float32")
-    threshold = nucleus_threshold(probs, 0.7)  # 0.5 + 0.3 reaches 0.7: keep p >= 0.3
-    np.testing.assert_allclose(threshold, [[0.3]])
-    ```
-    """
-    probs = ops.cast(probabilities, "float32")
-    p = ops.cast(p, "float32")
-    # Invariant: mass_above(hi) <= p (true at the row maximum) and lo is below t*.
-    hi = ops.view(ops.max(probs, axis=-1, keepdims=True), "int32")
-    lo = ops.full_like(hi, -1)
-    for _ in range(BISECTION_STEPS):
-        mid = ops.maximum(ops.floor_divide(lo + hi, 2), 0)  # never -1: that is a NaN
-        above = ops.sum(ops.where(probs > ops.view(mid, "float32"), probs, 0.0),
-                        axis=-1, keepdims=True)
-        fits = above <= p
-        lo, hi = ops.where(fits, lo, mid), ops.where(fits, mid, hi)
-    # p = 1 keeps every token even where float32 rounding puts a row's mass above 1.
-    return ops.where(p >= 1.0, 0.0, ops.view(hi, "float32"))
 
 
 def sample_from_weights(weights: Any, seed: Any) -> Any:

@@ -9,15 +9,16 @@ import keras
 from keras import ops
 from keras_hub.samplers import Sampler
 
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.loop import history_loop
+from samplerlab.decoding.params import ProgramParams
 from samplerlab.processors.base import NEG_INF, is_max
-from samplerlab.processors.loop import history_loop
-from samplerlab.traced import TracedParams
 
 LOG2 = math.log(2.0)
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class MirostatSampler(TracedParams, Sampler):
+class MirostatSampler(ProgramParams, Sampler):
     """Mirostat v2 (Basu et al. 2021, "Mirostat: a neural text decoding algorithm that
     directly controls perplexity"; as in llama.cpp ``mirostat_v2``).
 
@@ -27,7 +28,8 @@ class MirostatSampler(TracedParams, Sampler):
     ``mu -= eta * (surprise_of_drawn_token - tau)`` with the surprise measured under the
     renormalised distribution. The average surprise converges to ``tau`` bits.
 
-    ``tau``, ``eta`` and ``temperature`` are traced: a sweep over them compiles once.
+    ``tau``, ``eta`` and ``temperature`` are program parameters: a sweep over them
+    compiles once.
 
     Args:
         tau: float, target surprise in bits.
@@ -64,6 +66,10 @@ class MirostatSampler(TracedParams, Sampler):
         log_probs = ops.log_softmax(truncated, axis=-1)
         chosen = ops.take_along_axis(log_probs, ops.cast(token, "int32")[:, None], axis=-1)
         return mu - self.eta * (-chosen[:, 0] / LOG2 - self.tau)
+
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own history loop, which reports the distribution each step drew from."""
+        return default_capabilities(self, loop="adapter", reports_distribution=True)
 
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
                  stop_token_ids=None, hidden_states=None, model=None, decoding=None,

@@ -1,8 +1,8 @@
 """The ``speculative`` sampler: its parameters, checked before any model loads.
 
 The sampler itself is :class:`samplerlab.samplers.speculative_sampler.SpeculativeSampler`;
-the engine loads the ``draft`` preset (once per process, :mod:`samplerlab.engine.drafts`)
-and attaches it. This module imports no Keras.
+the engine loads the ``draft`` preset (once per process,
+:mod:`samplerlab.engine.extra_models`) and attaches it. This module imports no Keras.
 """
 
 from __future__ import annotations
@@ -81,10 +81,11 @@ def speculative(draft: Annotated[str, AfterValidator(_check_draft)],
                               draft_preset=draft)
 
 
-def draft_presets(params: dict[str, Any]) -> list[str]:
-    """The draft presets a ``speculative`` entry names (a list is a sweep)."""
+def extra_model_presets(params: dict[str, Any]) -> dict[str, list[str]]:
+    """The draft presets a ``speculative`` entry names (a list is a sweep), by parameter."""
     draft = params.get("draft")
-    return [d for d in (draft if isinstance(draft, list) else [draft]) if isinstance(d, str)]
+    return {"draft": [d for d in (draft if isinstance(draft, list) else [draft])
+                      if isinstance(d, str)]}
 
 
 def _expand_param(name: str, value: Any) -> list[Any]:
@@ -102,6 +103,6 @@ def _expand_param(name: str, value: Any) -> list[Any]:
 
 
 # The spec expands a factory's ``expand_param`` axes like list-valued parameters, and the
-# runner loads every ``draft_presets`` preset right after the target.
+# runner loads every ``extra_model_presets`` preset right after the target.
 speculative.expand_param = _expand_param
-speculative.draft_presets = draft_presets
+speculative.extra_model_presets = extra_model_presets

@@ -8,17 +8,25 @@ import keras
 import keras_hub
 from keras import ops, random
 
-from samplerlab.models.adapters.base import DecodingAdapter
+from samplerlab.decoding.contract import (
+    ExtraModel,
+    LoopStats,
+    SamplerCapabilities,
+    capabilities,
+    default_capabilities,
+)
+from samplerlab.decoding.distributions import nucleus_threshold
+from samplerlab.decoding.params import ProgramParams
+from samplerlab.models.adapters.base import CachedForward, DecodingAdapter, MultiTokenVerify
 from samplerlab.models.internals import any_equal
-from samplerlab.samplers.fast_ops import nucleus_threshold, sample_from_weights
-from samplerlab.traced import TracedParams
+from samplerlab.samplers.fast_ops import sample_from_weights
 
 #: Loop statistics, in this order, kept in :attr:`SpeculativeSampler.stats` after a call.
 STATS = ("target_passes", "row_passes", "proposed", "accepted", "kept")
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
+class SpeculativeSampler(ProgramParams, keras_hub.samplers.SpeculativeSampler):
     """Speculative decoding (Leviathan et al. 2023, "Fast Inference from Transformers via
     Speculative Decoding"; Chen et al. 2023, "Accelerating Large Language Model Decoding
     with Speculative Sampling").
@@ -45,10 +53,13 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
     arguments and config) draws the draft greedily but accepts against the draft's
     softmax, which is exact for neither, and is wired only for Gemma 4's assistant; here
     the draft is any causal LM with the target's tokenizer, reached through its decoding
-    adapter (:meth:`attach_draft`; samplerlab's engine does it for the ``speculative``
-    sampler's ``draft`` preset).
+    adapter (:meth:`attach_models`; samplerlab's engine does it for the ``draft`` preset
+    it declares as an extra model).
 
-    After each call :attr:`stats` holds that call's counts (:data:`STATS`; rows and
+    It implements the sampler contract (:mod:`samplerlab.decoding.contract`): its own loop,
+    not through the adapter's ``step``; the draft as an extra model; the base sampler's
+    distribution and the base sampler as the baseline it is timed against; and its loop
+    statistics. After each call :attr:`stats` holds that call's counts (:data:`STATS`; rows and
     draft tokens are counted where they generate): target forward passes, rows times
     passes, draft tokens proposed, accepted, and accepted and kept.
 
@@ -56,7 +67,7 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
         num_speculative_tokens: int, γ, draft tokens per target pass.
         base_sampler: ``None`` (greedy acceptance) or a ``keras_hub.samplers``
             ``RandomSampler``, ``TopKSampler`` or ``TopPSampler`` (without ``k``),
-            samplerlab's traced versions included.
+            samplerlab's own versions included.
         seed: int, the seed of the draft draws and acceptance tests.
         draft_preset: the draft's preset reference, for the engine to load (recorded in
             the config).
@@ -66,20 +77,16 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
     ```python
     from samplerlab.models.adapters import adapter_for
     from samplerlab.samplers.speculative_sampler import SpeculativeSampler
-    from samplerlab.samplers.traced_top_k import TracedTopKSampler
+    from samplerlab.samplers.top_k import TopKSampler
 
-    sampler = SpeculativeSampler(4, base_sampler=TracedTopKSampler(k=10), seed=1)
+    sampler = SpeculativeSampler(4, base_sampler=TopKSampler(k=10), seed=1)
     # The draft: a smaller model with the same tokenizer (here, for brevity, the model
     # itself; a spec gives it as the sampler's `draft` parameter).
-    sampler.attach_draft(adapter_for(causal_lm))
+    sampler.attach_models({"draft": adapter_for(causal_lm)})
     causal_lm.compile(sampler=sampler)
     causal_lm.generate(["Keras is a"])
     ```
     """
-
-    #: The loop writes several tokens per pass, not through the adapter's ``step``: step
-    #: observers (stop strings) do not run inside it; the engine still cuts the text.
-    observes_steps = False
 
     def __init__(self, num_speculative_tokens: int = 4, base_sampler: Any = None,
                  seed: int | None = None, draft_preset: str | None = None,
@@ -103,15 +110,45 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
         self.stats = keras.Variable(ops.zeros((len(STATS),), "int32"), trainable=False,
                                     dtype="int32", name="speculative_stats")
 
-    # -- the draft ----------------------------------------------------------------------
-    def attach_draft(self, adapter: Any) -> None:
-        """Propose with ``adapter``'s model (a :class:`~samplerlab.models.adapters.
-        DecodingAdapter`; same tokenizer as the target)."""
-        self.draft = adapter
+    # -- the sampler contract -------------------------------------------------------------
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own loop over the adapter, writing several tokens per pass (not through the
+        adapter's ``step``: step observers replay the tokens; the engine still cuts stop
+        strings from the text); the draft preset as an extra model; the base sampler's
+        distribution (every token is drawn from it) and the base sampler alone as its
+        baseline; :data:`STATS` per call, with the acceptance rates as metric columns."""
+        base = self.base_sampler or keras_hub.samplers.GreedySampler()
+        return default_capabilities(
+            self, loop="adapter", observed_steps=False,
+            distribution=capabilities(base).distribution,
+            extra_models=() if self.draft_preset is None else (
+                ExtraModel("draft", self.draft_preset),),
+            loop_stats=LoopStats("speculative", STATS, acceptance_rates,
+                                 ("acceptance_rate", "accepted_per_pass", "speedup")),
+            baseline=base)
 
-    def decoding_adapters(self) -> tuple:
-        """Adapters besides the target's whose weights a compiled program reads."""
+    def attach_models(self, adapters: Any) -> None:
+        """Propose with ``adapters["draft"]``'s model (a :class:`~samplerlab.models.
+        adapters.DecodingAdapter`; same tokenizer as the target).
+
+        Raises:
+            TypeError: the draft has no cached forward pass (:class:`~samplerlab.models.
+                adapters.base.CachedForward`).
+        """
+        draft = adapters["draft"]
+        if not isinstance(draft, CachedForward):
+            raise TypeError(f"a draft needs a cached forward pass (CachedForward), got "
+                            f"{type(draft).__name__}")
+        self.draft = draft
+
+    def attached_models(self) -> tuple:
+        """The draft's adapter, once attached (its weights are program inputs)."""
         return () if self.draft is None else (self.draft,)
+
+    def last_loop_stats(self) -> dict[str, int]:
+        """The counts of the last call (:data:`STATS`)."""
+        values = ops.convert_to_numpy(self.stats.value)
+        return {name: int(v) for name, v in zip(STATS, values, strict=True)}
 
     # -- state and structure -------------------------------------------------------------
     @property
@@ -120,11 +157,9 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
         return [*super().variables, self.stats, *base]
 
     def structure_key(self) -> tuple:
-        """Ours, and the base sampler's (its traced values are our state too)."""
+        """Ours, and the base sampler's (its program parameters are our state too)."""
         base = self.base_sampler
-        structure = None if base is None else (
-            base.structure_key() if hasattr(base, "structure_key") else
-            (type(base).__qualname__, str(base.get_config())))
+        structure = None if base is None else capabilities(base).structure
         return (*super().structure_key(), ("base", structure))
 
     @classmethod
@@ -133,23 +168,6 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
         if isinstance(config.get("base_sampler"), dict):
             config["base_sampler"] = keras_hub.samplers.deserialize(config["base_sampler"])
         return cls(**config)
-
-    def baseline_sampler(self) -> Any:
-        """The base sampler alone (greedy without one): what this sampler reproduces
-        without a draft, for speed-up measurements."""
-        return self.base_sampler or keras_hub.samplers.GreedySampler()
-
-    def trace_distribution(self, logits: Any) -> tuple[Any, Any]:
-        """For per-token traces (:mod:`samplerlab.traces`): the base sampler's rule (its
-        distribution is the one every token is drawn from)."""
-        from samplerlab.traces.distributions import final_distribution
-
-        return final_distribution(self.baseline_sampler())(logits)
-
-    def last_stats(self) -> dict[str, int]:
-        """The counts of the last call (:data:`STATS`)."""
-        values = ops.convert_to_numpy(self.stats.value)
-        return {name: int(v) for name, v in zip(STATS, values, strict=True)}
 
     # -- distributions ------------------------------------------------------------------
     def distribution(self, logits: Any) -> Any:
@@ -177,9 +195,10 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
                  mask: Any = None, stop_token_ids: Any = None, hidden_states: Any = None,
                  model: Any = None, decoding: Any = None) -> Any:
         if self.draft is None:
-            raise ValueError("SpeculativeSampler has no draft model: call attach_draft() "
-                             "(samplerlab's engine attaches the `draft` preset)")
-        target = decoding if decoding is not None else DecodingAdapter(model)
+            raise ValueError("SpeculativeSampler has no draft model: call attach_models("
+                             "{'draft': adapter}) (samplerlab's engine attaches the `draft` "
+                             "preset)")
+        target = decoding if isinstance(decoding, MultiTokenVerify) else DecodingAdapter(model)
         draft = self.draft
         gamma = int(self.num_speculative_tokens)
         greedy = self.base_sampler is None
@@ -303,6 +322,17 @@ class SpeculativeSampler(TracedParams, keras_hub.samplers.SpeculativeSampler):
             maximum_iterations=gamma + 1, model=models)
         self.stats.assign(stats)
         return prompt
+
+
+def acceptance_rates(counts: dict[str, int]) -> dict[str, float | None]:
+    """``acceptance_rate``: accepted draft tokens / proposed; ``accepted_per_pass``: draft
+    tokens kept per row and target forward pass (each pass also yields one token of the
+    target's own)."""
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    return {"acceptance_rate": ratio(counts["accepted"], counts["proposed"]),
+            "accepted_per_pass": ratio(counts["kept"], counts["row_passes"])}
 
 
 def _count(flags: Any) -> Any:

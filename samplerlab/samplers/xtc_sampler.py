@@ -8,13 +8,14 @@ import keras
 from keras import ops
 from keras_hub.samplers import Sampler
 
-from samplerlab.engine.observers import is_observed
-from samplerlab.processors.loop import history_loop
-from samplerlab.traced import TracedParams
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.loop import history_loop
+from samplerlab.decoding.observers import is_observed
+from samplerlab.decoding.params import ProgramParams
 
 
 @keras.saving.register_keras_serializable(package="samplerlab")
-class XTCSampler(TracedParams, Sampler):
+class XTCSampler(ProgramParams, Sampler):
     """Exclude Top Choices (p-e-w, text-generation-webui PR #6335; llama.cpp ``xtc``).
 
     With chance ``probability`` (drawn per row and step), when at least two tokens have
@@ -22,7 +23,8 @@ class XTCSampler(TracedParams, Sampler):
     sample from what is left. This keeps the text coherent (a viable token always
     remains) while steering away from the most predictable choice.
 
-    ``threshold``, ``probability`` and ``temperature`` are traced: a sweep over them
+    ``threshold``, ``probability`` and ``temperature`` are program parameters: a sweep
+    over them
     compiles once.
 
     Args:
@@ -72,6 +74,10 @@ class XTCSampler(TracedParams, Sampler):
     def get_next_token(self, probabilities: Any) -> Any:
         return self.draw(probabilities)[0]
 
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """Its own history loop, which reports the distribution each step drew from."""
+        return default_capabilities(self, loop="adapter", reports_distribution=True)
+
     def __call__(self, next, prompt, cache=None, index=0, mask=None,
                  stop_token_ids=None, hidden_states=None, model=None, decoding=None,
                  **kwargs):
@@ -80,8 +86,8 @@ class XTCSampler(TracedParams, Sampler):
                                     stop_token_ids=stop_token_ids,
                                     hidden_states=hidden_states, model=model)
 
-        # Traced: the same steps in samplerlab's loop, which reports the distribution
-        # each step drew from (it depends on this step's random draw).
+        # Observed (stop strings, traces): the same steps in samplerlab's loop, which
+        # reports the distribution each step drew from (it depends on this step's random draw).
         def step(logits, context, extra):
             token, kept = self.draw(self.compute_probabilities(logits))
             return token, extra, lambda: ops.log(kept)

@@ -4,7 +4,7 @@ With ``generation.trace: true`` every generated token of every sample is traced 
 the compiled generate loop (:mod:`samplerlab.traces.observer`): its id and position, the
 model's probability of it (temperature 1), its rank and the entropy of the model's
 distribution, the probability the sampler's final distribution gave it and that
-distribution's kept-set size (:mod:`samplerlab.traces.distributions`), optionally the
+distribution's kept-set size (:mod:`samplerlab.decoding.distributions`), optionally the
 top-N alternatives. They land in ``traces.parquet`` (:mod:`samplerlab.traces.table`;
 :func:`load_traces`), are plotted per cell (:mod:`samplerlab.traces.plots`) and get a
 report section. Text from anywhere is scored the same way, teacher-forced

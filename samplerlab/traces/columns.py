@@ -13,6 +13,11 @@ from typing import Any
 
 from keras import ops
 
+#: Per-position outputs, ``(batch, max_length)`` (``top_*``: ``(batch, max_length, top)``).
+FIELDS = ("token_id", "model_logp", "model_rank", "model_entropy", "sampler_logp",
+          "kept_size")
+TOP_FIELDS = ("top_ids", "top_logp")
+
 
 def log_probs(logits: Any) -> Any:
     """``log softmax`` of ``logits`` in float32 (whatever the model's compute dtype)."""

@@ -1,11 +1,12 @@
 """The trace observer: per-token traces recorded inside the compiled generate loop.
 
-:class:`TraceObserver` is a :class:`~samplerlab.engine.observers.StepObserver`. When a
+:class:`TraceObserver` is a :class:`~samplerlab.decoding.observers.StepObserver`. When a
 position's logits arrive (``on_logits``) it writes the model's entropy (and the top
 alternatives) for that position, keeps the model's log-probabilities, and, for a sampler
 whose final distribution is a function of the logits
-(:func:`~samplerlab.traces.distributions.final_distribution`), that distribution and its
-kept size; a loop that knows its distribution reports it instead (``on_distribution``).
+(:attr:`~samplerlab.decoding.contract.SamplerCapabilities.distribution`), that
+distribution and its kept size; a loop that knows its distribution reports it instead
+(``on_distribution``).
 When the token is decided (``on_token``, or :meth:`outputs` for the last one) it writes
 the token, its log-probability and rank under the model, and its log-probability under
 the sampler. One pass over the vocabulary per column, in the same program; the logits
@@ -23,14 +24,11 @@ from typing import Any
 
 from keras import ops
 
-from samplerlab.engine.observers import StepObserver
+from samplerlab.decoding.contract import capabilities
+from samplerlab.decoding.observers import StepObserver
 from samplerlab.traces import columns
-from samplerlab.traces.distributions import final_distribution
+from samplerlab.traces.columns import FIELDS, TOP_FIELDS
 
-#: Per-position outputs, ``(batch, max_length)`` (``top_*``: ``(batch, max_length, top)``).
-FIELDS = ("token_id", "model_logp", "model_rank", "model_entropy", "sampler_logp",
-          "kept_size")
-TOP_FIELDS = ("top_ids", "top_logp")
 # Empty values: -1 for integers, NaN for floats (null in traces.parquet).
 _EMPTY = {"token_id": 0, "model_rank": -1, "kept_size": -1, "top_ids": 0}
 
@@ -65,7 +63,7 @@ class TraceObserver(StepObserver):
         self.sampler = sampler
         self.vocabulary_size = int(vocabulary_size)
         self.top = int(top)
-        self.distribution = final_distribution(sampler)
+        self.distribution = capabilities(sampler).distribution
 
     def structure_key(self) -> tuple:
         return (*super().structure_key(), self.vocabulary_size, self.top,

@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from samplerlab.traces import columns
-from samplerlab.traces.observer import FIELDS, TOP_FIELDS
+from samplerlab.traces.columns import FIELDS, TOP_FIELDS
 
 # Row lengths are rounded up to a multiple of this, so scoring texts of similar lengths
 # reuses one compiled program.
@@ -29,7 +29,7 @@ def teacher_forced(causal_lm: Any, token_ids: Any, top: int = 0,
     """The trace columns of every position of ``token_ids`` ``(batch, length)`` (position
     0 has no prediction: empty), from one forward pass; traceable.
 
-    ``distribution`` (a :data:`~samplerlab.traces.distributions.Distribution`) fills the
+    ``distribution`` (a :data:`~samplerlab.decoding.distributions.Distribution`) fills the
     sampler-side columns; without it they are empty.
     """
     token_ids = ops.cast(token_ids, "int32")

@@ -99,9 +99,9 @@ def test_speculative_vs_greedy(benchmark, draft, batch):
 
     model = loaded_model("gpt2_124m")
     sampler = SpeculativeSampler(4)
-    sampler.attach_draft(_draft(draft))
+    sampler.attach_models({"draft": _draft(draft)})
     info = _versus(benchmark, model, sampler, keras_hub.samplers.GreedySampler(), batch)
-    stats = sampler.last_stats()
+    stats = sampler.last_loop_stats()
     prompt_tokens = int(inputs_for(model, 1)["padding_mask"].sum())
     new_tokens = batch * (MAX_LENGTH - prompt_tokens)
     record(benchmark, speedup=1 / info["ratio"], tokens_per_s=new_tokens / info["ours_s"],

@@ -1,8 +1,13 @@
 """The decoding adapter contract, and KerasHub's own cached forward pass behind it.
 
-samplerlab's engine runs the generate loop itself (:mod:`samplerlab.engine.generate`):
+samplerlab's engine runs the generate loop itself (:mod:`samplerlab.decoding.generate`):
 the same loop as KerasHub's ``CausalLM.generate_step``, with the model's cached forward
-pass reached through a :class:`DecodingAdapter`. The adapter is chosen when a model
+pass reached through a :class:`DecodingAdapter`. What a sampler's loop may ask of an
+adapter comes in parts, each a small protocol a sampler checks before it uses it:
+:class:`CachedForward` (every adapter: the cached forward pass), :class:`SharedCacheCandidates`
+(contrastive search's ``k`` candidates over one shared cache), :class:`BeamCache` (beam
+search's cache) and :class:`MultiTokenVerify` (speculative decoding's several positions
+in one pass). The adapter is chosen when a model
 loads (:func:`samplerlab.models.adapters.adapter_for`) and never changes the model
 object: a family with a fast adapter (GPT-2: :mod:`samplerlab.models.adapters.gpt2`)
 keeps its key/value cache in the layout the attention reads, every other family runs
@@ -12,22 +17,93 @@ KerasHub's own ``call_with_cache`` through this base class, token for token as
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from keras import ops, tree
 
 from samplerlab.models import internals
 
 
+@runtime_checkable
+class CachedForward(Protocol):
+    """The cached forward pass every adapter offers (what the generate loop's ``next``
+    and a draft model's proposals run on)."""
+
+    causal_lm: Any
+
+    def start(self, token_ids: Any, padding_mask: Any) -> tuple[Any, Any]:
+        """``(hidden_states, cache)`` after one forward pass over the prompt batch."""
+        ...
+
+    def call_with_cache(self, token_ids: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
+        """``(logits, hidden_states, cache)`` for ``token_ids`` written at ``index`` on."""
+        ...
+
+    def step(self, prompt: Any, cache: Any, index: Any, padding_mask: Any) -> tuple:
+        """KerasHub's ``next``: logits, hidden state and cache for position ``index``."""
+        ...
+
+
+@runtime_checkable
+class SharedCacheCandidates(Protocol):
+    """Candidates scored against one shared cache (contrastive search); usable only where
+    ``shared_cache`` is True (:func:`shared_cache_candidates`)."""
+
+    shared_cache: bool
+
+    def candidate_forward(self, tokens: Any, cache: Any, index: Any) -> tuple[Any, Any]:
+        """Hidden states of ``k`` candidates per row and their key/value updates."""
+        ...
+
+    def advance(self, prompt: Any, cache: Any, updates: Any, hidden: Any, chosen: Any,
+                index: Any) -> tuple[Any, Any]:
+        """Accept each row's chosen candidate: the next logits and the cache."""
+        ...
+
+
+@runtime_checkable
+class BeamCache(Protocol):
+    """A cache for ``num_beams`` hypotheses per row (beam search)."""
+
+    def beam_cache(self, cache: Any, num_beams: int) -> Any:
+        """The cache for ``num_beams`` beams per row."""
+        ...
+
+    def beam_step(self, prompt: Any, cache: Any, index: Any) -> tuple[Any, Any]:
+        """Every beam's logits for position ``index``, and the cache."""
+        ...
+
+    def beam_reorder(self, cache: Any, beam_indices: Any) -> Any:
+        """The cache with beam ``j`` of row ``b`` continuing ``beam_indices[b, j]``."""
+        ...
+
+
+@runtime_checkable
+class MultiTokenVerify(Protocol):
+    """Several positions of the target in one forward pass (speculative decoding)."""
+
+    def verify_next(self, prompt: Any, cache: Any, index: Any, k: int) -> tuple[Any, Any, Any]:
+        """Logits for positions ``index .. index + k``, hidden states and the cache."""
+        ...
+
+
+def shared_cache_candidates(decoding: Any) -> SharedCacheCandidates | None:
+    """``decoding`` when it scores candidates over a shared cache, else None."""
+    if isinstance(decoding, SharedCacheCandidates) and decoding.shared_cache:
+        return decoding
+    return None
+
+
 class DecodingAdapter:
     """KerasHub's own cached forward pass, as the engine's generate loop calls it.
 
-    Subclasses for a family override :meth:`start` and :meth:`call_with_cache` (a
-    different cache layout) and, with ``shared_cache = True``, the candidate methods
-    that let contrastive search score its ``k`` candidates against one shared cache.
-    Beam search runs through :meth:`beam_cache`, :meth:`beam_step` and
-    :meth:`beam_reorder` (here: KerasHub's repeated and gathered cache; a fast adapter
-    shares it), speculative decoding through :meth:`draft_next` and :meth:`verify_next`.
+    It implements every part: :class:`CachedForward`, :class:`BeamCache` (here: KerasHub's
+    repeated and gathered cache; a fast adapter shares it), :class:`MultiTokenVerify`
+    (any ``call_with_cache`` that writes several tokens at once) and, with
+    ``shared_cache = True``, :class:`SharedCacheCandidates`. Subclasses for a family
+    override :meth:`start` and :meth:`call_with_cache` (a different cache layout) and the
+    candidate methods that let contrastive search score its ``k`` candidates against one
+    shared cache.
 
     Args:
         causal_lm: a loaded ``keras_hub.models.CausalLM``.
@@ -131,16 +207,10 @@ class DecodingAdapter:
         (``(batch, num_beams)`` int)."""
         return gather_beams(cache, beam_indices)
 
-    # -- speculative decoding -------------------------------------------------------
-    # KerasHub's SpeculativeSampler signatures: ``draft_next`` is the draft model's
-    # ``next``; ``verify_next`` scores ``k + 1`` positions of the target in one forward
-    # pass. Both need only a ``call_with_cache`` that writes several tokens at once
-    # (KerasHub's GPT-2 and Llama-style models, and GPT2Adapter, do).
-    def draft_next(self, prompt: Any, cache: Any, index: Any) -> tuple[Any, Any, Any]:
-        """KerasHub's ``next`` for this model as a draft: the token at ``index - 1`` in,
-        ``(logits, hidden_states, cache)`` for position ``index`` out."""
-        return self.step(prompt, cache, index, None)
-
+    # -- multi-token verify -----------------------------------------------------------
+    # ``verify_next`` scores ``k + 1`` positions of the target in one forward pass; it
+    # needs only a ``call_with_cache`` that writes several tokens at once (KerasHub's
+    # GPT-2 and Llama-style models, and the fast adapters, do).
     def verify_next(self, prompt: Any, cache: Any, index: Any, k: int) -> tuple[Any, Any, Any]:
         """The tokens at ``index - 1 .. index + k - 1`` in one forward pass:
         ``(logits (batch, k + 1, vocab) for positions index .. index + k, hidden_states,

@@ -1,4 +1,4 @@
-"""The generation loop of history-aware samplers (``chain``, ``mirostat``).
+"""The generation loop of history-aware samplers (``chain``, ``mirostat``, ``xtc``).
 
 KerasHub's ``Sampler.get_next_token`` sees probabilities only. Its guidance for samplers
 that need more (contrastive, beam) is to override ``Sampler.__call__``; this module is
@@ -9,15 +9,30 @@ but each step gets the raw logits, the token history and extra per-row loop stat
 A step may also return, third, a zero-argument function building the logits of the
 distribution it drew from (``-inf``: removed); when the engine's step observers listen
 (per-token traces) the loop reports it, and it hands its final cache back
-(:mod:`samplerlab.engine.observers`). Without observers neither is traced.
+(:mod:`samplerlab.decoding.observers`). Without observers neither is traced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from samplerlab.processors.base import Context
+
+class Context(NamedTuple):
+    """What a history loop's step (and a processor) may look at besides the logits.
+
+    Attributes:
+        tokens: int tensor ``(batch, max_length)``: the prompt and the tokens generated so
+            far. Positions ``< index`` are filled (prompt or generated); later positions
+            hold padding or, for rows with a longer prompt, the rest of that prompt.
+        index: int32 scalar tensor, the position being generated.
+        prompt_mask: bool tensor ``(batch, max_length)``, True on prompt tokens.
+    """
+
+    tokens: Any
+    index: Any
+    prompt_mask: Any
+
 
 # step(logits, context, extra) -> (next_token (batch,), new extra[, final logits thunk])
 Step = Callable[[Any, Context, tuple], tuple]
@@ -35,7 +50,7 @@ def history_loop(sampler: Any, next: Callable, prompt: Any, *, cache: Any = None
     """
     from keras import ops
 
-    from samplerlab.engine.observers import hand_back, report_distribution
+    from samplerlab.decoding.observers import hand_back, report_distribution
     from samplerlab.models.internals import any_equal
 
     max_length = ops.cast(ops.shape(prompt)[-1], "int32")

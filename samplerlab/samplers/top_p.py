@@ -1,18 +1,24 @@
-"""Nucleus (top-p) sampling without sorting the vocabulary, with traced p and temperature."""
+"""Nucleus (top-p) sampling without sorting the vocabulary; p and temperature are program
+parameters."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import keras
 import keras_hub
 
+from samplerlab.decoding.contract import SamplerCapabilities, default_capabilities
+from samplerlab.decoding.distributions import top_p
+from samplerlab.decoding.params import ProgramParams
 from samplerlab.samplers.fast_ops import sample_nucleus
-from samplerlab.traced import TracedParams
 
 
-@keras.saving.register_keras_serializable(package="samplerlab")
-class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
+# Registered under its former name, so saved configs still deserialize.
+@keras.saving.register_keras_serializable(package="samplerlab", name="TracedTopPSampler")
+class TopPSampler(ProgramParams, keras_hub.samplers.TopPSampler):
     """Nucleus sampling (Holtzman et al. 2020, "The Curious Case of Neural Text
-    Degeneration") with traced ``p`` and temperature and no vocabulary sort.
+    Degeneration") with ``p`` and temperature as program parameters and no vocabulary sort.
 
     Samples from the smallest set of most probable tokens whose mass reaches ``p``,
     renormalised: the same kept set and distribution as ``keras_hub.samplers.TopPSampler``
@@ -40,8 +46,8 @@ class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
     Example:
 
     ```python
-    from samplerlab.samplers.traced_top_p import TracedTopPSampler
-    causal_lm.compile(sampler=TracedTopPSampler(p=0.9, seed=1))
+    from samplerlab.samplers.top_p import TopPSampler
+    causal_lm.compile(sampler=TopPSampler(p=0.9, seed=1))
     causal_lm.generate(["Keras is a"])
     ```
     """
@@ -52,6 +58,11 @@ class TracedTopPSampler(TracedParams, keras_hub.samplers.TopPSampler):
         self.p = self.add_param("p", p)
         self.temperature = self.add_param("temperature", temperature)
         self.add_static("k", None if k is None else int(k))
+
+    def decoding_capabilities(self) -> SamplerCapabilities:
+        """KerasHub's base loop; the nucleus distribution (:func:`~samplerlab.decoding.
+        distributions.top_p`)."""
+        return default_capabilities(self, loop="base", distribution=partial(top_p, self))
 
     def get_next_token(self, probabilities):
         if self.k is not None:

@@ -45,8 +45,8 @@ class StepObserver:
     ```python
     import keras_hub
     from keras import ops
-    from samplerlab.engine.generate import generate_step
-    from samplerlab.engine.observers import StepObserver
+    from samplerlab.decoding.generate import generate_step
+    from samplerlab.decoding.observers import StepObserver
     from samplerlab.models.adapters import adapter_for
 
     class CountGenerated(StepObserver):

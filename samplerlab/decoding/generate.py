@@ -5,27 +5,27 @@ prompt batch, start at the shortest prompt's end, and let the sampler call ``nex
 per position (rows still inside a longer prompt keep their prompt tokens); then mark each
 row's tokens after its first new stop token as padding. What differs is only where the
 cached forward pass comes from (the model's :class:`~samplerlab.models.adapters.base.
-DecodingAdapter`), and that samplers which ask for it (a ``decoding`` parameter in their
-``__call__``) receive the adapter, so contrastive search can score its candidates over one
-shared cache.
+DecodingAdapter`), and that samplers whose loop takes it (``loop == "adapter"`` in their
+:class:`~samplerlab.decoding.contract.SamplerCapabilities`) receive the adapter, so
+contrastive search can score its candidates over one shared cache.
 
-With step observers (:mod:`samplerlab.engine.observers`) a sampler that keeps KerasHub's
-base loop (its ``__call__`` is ``keras_hub.samplers.Sampler.__call__``: greedy, top-k,
-top-p, random, and any sampler that only overrides ``get_next_token``) runs through
-samplerlab's copy of that loop (:func:`~samplerlab.processors.loop.history_loop`, token
-for token the same), which hands its final cache back, so the observers' final states
-become outputs of the program. Without observers nothing of this is traced.
+With step observers (:mod:`samplerlab.decoding.observers`) a sampler that keeps KerasHub's
+base loop (``loop == "base"``: greedy, top-k, top-p, random, and any sampler that only
+overrides ``get_next_token``) runs through samplerlab's copy of that loop
+(:func:`~samplerlab.decoding.loop.history_loop`, token for token the same), which hands
+its final cache back, so the observers' final states become outputs of the program.
+Without observers nothing of this is traced.
 """
 
 from __future__ import annotations
 
-import inspect
-from functools import cache
 from typing import Any
 
 from keras import ops
 
-from samplerlab.engine.observers import ObservedAdapter, StepObserver
+from samplerlab.decoding.contract import capabilities
+from samplerlab.decoding.loop import history_loop
+from samplerlab.decoding.observers import ObservedAdapter, StepObserver
 from samplerlab.models import internals
 
 
@@ -41,10 +41,10 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
         inputs: ``token_ids`` and ``padding_mask``, ``(batch, max_length)``, as
             ``CausalLMPreprocessor.generate_preprocess`` packs them.
         stop_token_ids: token ids that end a row, or None.
-        observers: :class:`~samplerlab.engine.observers.StepObserver` s that watch (and
+        observers: :class:`~samplerlab.decoding.observers.StepObserver` s that watch (and
             may steer) the loop; none: the program is KerasHub's loop alone. A sampler
-            whose ``observes_steps`` is False (it decides tokens without the adapter's
-            ``step``: speculative decoding) runs on the bare adapter; its observers then
+            whose loop does not go through the adapter's ``step`` (``observed_steps``
+            False in its capabilities) runs on the bare adapter; its observers then
             replay the finished tokens.
         prefill: seed the cache over the first ``prefill`` positions only, where the
             adapter can (``adapter.prefills``); at least the shortest prompt's length
@@ -58,7 +58,7 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
 
     ```python
     import keras_hub
-    from samplerlab.engine.generate import generate_step
+    from samplerlab.decoding.generate import generate_step
     from samplerlab.models.adapters import adapter_for
 
     inputs = causal_lm.preprocessor.generate_preprocess(["Keras is"], sequence_length=16)
@@ -66,8 +66,9 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     assert out["token_ids"].shape == (1, 16)
     ```
     """
+    offers = capabilities(sampler)
     observed = ObservedAdapter(adapter, observers) if observers else None
-    if observed is not None and getattr(sampler, "observes_steps", True):
+    if observed is not None and offers.observed_steps:
         adapter = observed
     token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]
     seed = {"prefill": prefill} if prefill is not None and adapter.prefills else {}
@@ -80,10 +81,10 @@ def generate_step(adapter: Any, sampler: Any, inputs: dict[str, Any],
     call = dict(next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
                 stop_token_ids=stop_token_ids, hidden_states=hidden_states,
                 model=adapter.causal_lm)
-    if observed is not None and keeps_base_loop(type(sampler)):
+    if observed is not None and offers.loop == "base":
         token_ids = base_loop(sampler, decoding=observed, **call)
     else:
-        extra = {"decoding": adapter} if accepts_decoding(type(sampler)) else {}
+        extra = {"decoding": adapter} if offers.loop == "adapter" else {}
         token_ids = sampler(**call, **extra)
     outputs = {"token_ids": token_ids,
                "padding_mask": output_padding_mask(token_ids, padding_mask, stop_token_ids)}
@@ -112,8 +113,6 @@ def base_loop(sampler: Any, next: Any, prompt: Any, cache: Any, index: Any, mask
               stop_token_ids: Any, model: Any, decoding: Any, **_: Any) -> Any:
     """KerasHub's ``Sampler.__call__`` (``compute_probabilities``, then
     ``get_next_token``), run by samplerlab's loop so that it hands its cache back."""
-    from samplerlab.processors.loop import history_loop
-
     def step(logits: Any, context: Any, extra: tuple) -> tuple[Any, tuple]:
         return sampler.get_next_token(sampler.compute_probabilities(logits)), extra
 
@@ -131,17 +130,3 @@ def output_padding_mask(token_ids: Any, padding_mask: Any,
                                         ops.logical_not(padding_mask)), "int32")
     after = ops.cast(ops.cumsum(ends, axis=-1), "int32") - ends
     return ops.logical_not(ops.cast(after, "bool"))
-
-
-@cache
-def keeps_base_loop(sampler_class: type) -> bool:
-    """Whether the sampler's ``__call__`` is KerasHub's base ``Sampler.__call__``."""
-    from keras_hub.samplers import Sampler
-
-    return sampler_class.__call__ is Sampler.__call__
-
-
-@cache
-def accepts_decoding(sampler_class: type) -> bool:
-    """Whether the sampler's ``__call__`` names a ``decoding`` parameter."""
-    return "decoding" in inspect.signature(sampler_class.__call__).parameters

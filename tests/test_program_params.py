@@ -1,9 +1,11 @@
-"""TracedParams: the one way samplers and processors keep traced parameters, and their
-KerasHub serialisation (``keras_hub.samplers.serialize``/``deserialize`` round trips)."""
+"""ProgramParams: the one way samplers and processors keep program parameters (inputs of
+the compiled program), the ``samplerlab.traced.TracedParams`` alias, and their KerasHub
+serialisation (``keras_hub.samplers.serialize``/``deserialize`` round trips)."""
 
 import numpy as np
 import pytest
 
+from samplerlab.decoding.contract import capabilities
 from samplerlab.plugins import PluginManager
 
 # Parameters for each built-in sampler's round trip (seeded where the sampler samples).
@@ -50,10 +52,11 @@ def test_a_builtin_sampler_round_trips_through_keras_hub_serialization(name, bui
     model, batch = tiny_causal_lm(), tiny_batch(12)
     tokens = []
     for each in (sampler, restored):
-        if hasattr(each, "attach_draft"):  # speculative: the engine attaches its draft
+        roles = [m.role for m in capabilities(each).extra_models]
+        if roles:  # speculative's draft: the engine attaches it
             from samplerlab.models.adapters import adapter_for
 
-            each.attach_draft(adapter_for(tiny_causal_lm(seed=1)))
+            each.attach_models({r: adapter_for(tiny_causal_lm(seed=1)) for r in roles})
         model.compile(sampler=each)
         tokens.append(np.asarray(model.generate(batch, stop_token_ids=None)["token_ids"]))
     np.testing.assert_array_equal(tokens[0], tokens[1])
@@ -72,7 +75,7 @@ def test_a_builtin_processor_round_trips_through_keras_serialization(name, built
     assert restored.structure_key() == processor.structure_key()
 
 
-def test_traced_values_are_float32_or_int32_state_that_a_sweep_assigns(builtins):
+def test_program_parameters_are_float32_or_int32_state_that_a_sweep_assigns(builtins):
     chain = builtins["samplers"]["chain"]
     a = chain.build(processors=[{"top_k": 4}, {"temperature": 0.7}], seed=1)
     b = chain.build(processors=[{"top_k": 9}, {"temperature": 1.4}], seed=2)
@@ -94,3 +97,25 @@ def test_static_parameters_separate_structures_and_refuse_assignment(builtins):
     assert other.structure_key() != top_k.structure_key()
     with pytest.raises(ValueError, match="structure"):
         top_k.assign_params(other)
+
+
+def test_the_old_import_path_names_the_same_mixin():
+    from samplerlab.decoding.params import ProgramParams
+    from samplerlab.traced import TracedParams
+
+    assert TracedParams is ProgramParams
+
+
+def test_renamed_samplers_keep_their_registered_names():
+    import keras
+    import keras_hub
+
+    from samplerlab.samplers.random import RandomSampler
+    from samplerlab.samplers.top_k import TopKSampler
+    from samplerlab.samplers.top_p import TopPSampler
+
+    for cls, old in ((TopKSampler, "TracedTopKSampler"), (TopPSampler, "TracedTopPSampler"),
+                     (RandomSampler, "TracedRandomSampler")):
+        assert keras.saving.get_registered_name(cls) == f"samplerlab>{old}"
+        config = keras_hub.samplers.serialize(cls(seed=1))
+        assert type(keras_hub.samplers.deserialize(config)) is cls
