@@ -128,11 +128,16 @@ def engine_tokens():
 @pytest.fixture
 def keras_hub_tokens():
     """``run(lm, sampler, inputs, stop=None)``: token ids from KerasHub's own compiled
-    ``generate`` function (``compile(sampler=...)`` + ``make_generate_function()``)."""
+    ``generate`` function (``compile(sampler=...)`` + ``make_generate_function()``).
+
+    It compiles a sibling task around ``lm``'s backbone (the same weights, not a copy), so
+    ``lm`` itself, a shared session model, is left as it was."""
 
     def run(lm, sampler, inputs, stop=None):
-        lm.compile(sampler=sampler)
-        return np.asarray(lm.make_generate_function()(inputs, stop_token_ids=stop)["token_ids"])
+        sibling = type(lm)(backbone=lm.backbone, preprocessor=lm.preprocessor)
+        sibling.compile(sampler=sampler)
+        outputs = sibling.make_generate_function()(inputs, stop_token_ids=stop)
+        return np.asarray(outputs["token_ids"])
 
     return run
 
