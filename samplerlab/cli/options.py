@@ -62,8 +62,7 @@ def _base_type(annotation: Any) -> tuple[type, list[Any]]:
     return (annotation if annotation in CLICK_TYPES else str), metadata
 
 
-def _option_info(executor: str, name: str, flag: str, base: type,
-                 metadata: list[Any]) -> Any:
+def _option_info(executor: str, flag: str, base: type, metadata: list[Any]) -> Any:
     """The ``typer.Option`` of one executor option: help from its ``Field(description=)``,
     bounds from ``ge``/``gt``/``le``/``lt``."""
     kwargs: dict[str, Any] = {}
@@ -97,7 +96,7 @@ def executor_options(taken: set[str]) -> list[ExecutorOption]:
                     "with an option of samplerlab run; skipped"), stacklevel=2)
                 continue
             base, metadata = _base_type(hints.get(p.name, str))
-            info = _option_info(entry.name, p.name, flag, base, metadata)
+            info = _option_info(entry.name, flag, base, metadata)
             parameter = inspect.Parameter(f"executor_option_{len(options)}",
                                           inspect.Parameter.KEYWORD_ONLY, default=None,
                                           annotation=Annotated[base | None, info])
@@ -106,7 +105,7 @@ def executor_options(taken: set[str]) -> list[ExecutorOption]:
     return options
 
 
-def _executor_choice() -> inspect.Parameter:
+def _executor_choice(default: str) -> inspect.Parameter:
     """``--executor NAME``, its help listing every registered executor."""
     from samplerlab.plugins import registry
 
@@ -114,7 +113,7 @@ def _executor_choice() -> inspect.Parameter:
     listed = " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1
                          else choices)
     info = typer.Option("--executor", help=f"where cells run: {listed}")
-    return inspect.Parameter("executor", inspect.Parameter.KEYWORD_ONLY, default="local",
+    return inspect.Parameter("executor", inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[str, info])
 
 
@@ -151,7 +150,8 @@ def with_executor_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                  f"{'it' if len(stray) == 1 else 'them'}", field="--executor")
         return command(**kwargs, executor_options={o.name: v for o, v in given})
 
-    parameters = [*kept, _executor_choice(), *(o.parameter for o in options)]
+    parameters = [*kept, _executor_choice(own.parameters["executor"].default),
+                  *(o.parameter for o in options)]
     wrapper.__signature__ = own.replace(parameters=[
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters])
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}

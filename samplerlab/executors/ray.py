@@ -182,20 +182,6 @@ def unpack_preset(blob: bytes, root: str | Path | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------- driver
-def ray_executor(
-    address: Annotated[str, Field(description=(
-        "local (start a local cluster; default), auto (join this machine's cluster) or an "
-        "address such as ray://head:10001"))] = LOCAL,
-    gpus_per_cell: Annotated[float | None, Field(ge=0, description=(
-        "GPUs per cell's task (default: 1 when the cluster has GPUs, else 0; 0.5 packs two "
-        "cells per GPU)"))] = None,
-) -> RayExecutor:
-    """One Ray task per cell, connected now (``samplerlab run --executor ray``'s options)."""
-    executor = RayExecutor(address, gpus_per_cell=gpus_per_cell)
-    executor.connect()
-    return executor
-
-
 class RayExecutor:
     """Runs cells as Ray tasks and yields each outcome as its task returns.
 
@@ -311,3 +297,17 @@ class RayExecutor:
             message = str(cause).strip().splitlines()
             error = f"ray task failed: {type(cause).__name__}: {message[0] if message else ''}"
             return failed_outcome(cell, spec_seed, error)
+
+
+def ray_executor(
+    address: Annotated[str, Field(description=(
+        "local (start a local cluster; default), auto (join this machine's cluster) or an "
+        "address such as ray://head:10001"))] = LOCAL,
+    gpus_per_cell: Annotated[float | None, Field(ge=0, description=(
+        "GPUs per cell's task (default: 1 when the cluster has GPUs, else 0; 0.5 packs two "
+        "cells per GPU)"))] = None,
+) -> RayExecutor:
+    """One Ray task per cell, connected now (``samplerlab run --executor ray``'s options)."""
+    executor = RayExecutor(address, gpus_per_cell=gpus_per_cell)
+    executor.connect()
+    return executor
