@@ -4,7 +4,8 @@ writes results.
 
 Executors are plugins: the built-in ones register through the ``register_executors`` hook
 a third-party package implements too. A factory's keyword parameters are the executor's
-options (``samplerlab run --executor ray --ray-address auto`` calls ``ray(address="auto")``).
+options: ``samplerlab run --executor ray --ray-address auto`` builds the executor with
+``ray_executor(address="auto")``.
 """
 
 from __future__ import annotations
