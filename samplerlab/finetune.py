@@ -387,11 +387,14 @@ def write_loss_curve(history: list[dict[str, Any]], directory: Path,
     return csv_path, png_path
 
 
-def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str | Path,
+def finetune_from_spec(loaded_spec: Any, *, results_root: str | Path,
                        console: Any = None) -> FinetuneResult:
-    """Fine-tune as ``spec.finetune`` says, or reuse the cached preset with the same key."""
+    """Fine-tune as ``spec.finetune`` says, or reuse the cached preset with the same key.
+
+    Training runs on a fresh load of the spec's model, never on a model someone holds
+    (a caller's model keeps its weights); that copy is freed once the preset is saved.
+    """
     from samplerlab.datasets.build import build_source, located
-    from samplerlab.models import save_preset
 
     ft = loaded_spec.spec.finetune
     loc = ("finetune", "dataset")
@@ -417,23 +420,8 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
                                 "field, split and take", loc)
     _say(console, f"fine-tuning {loaded_spec.spec.model.preset} on {len(texts)} texts "
                   f"from {ft.dataset.source} (key {key})")
-    opt = ft.optimizer
-    history = fit_texts(
-        loaded_model.causal_lm, texts, batch_size=ft.batch_size, epochs=ft.epochs,
-        take_batches=ft.take_batches, learning_rate=opt.learning_rate,
-        end_learning_rate=opt.end_learning_rate, schedule=opt.schedule, optimizer=opt.name,
-        weight_decay=opt.weight_decay, seed=loaded_spec.spec.seed,
-        # A model-parallel model trains under the distribution its weights are laid out by.
-        distribution=(ft.distribution if ft.distribution != "none"
-                      else loaded_model.distribution),
-        progress=console if console is not None else True, lora_rank=ft.lora_rank)
-
-    # Write into a temporary sibling and rename, so an interrupted run leaves no half preset
-    # that a later run would mistake for a finished one.
     tmp = directory.with_name(f".{key}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_preset(loaded_model.causal_lm, tmp / "preset")
+    history = _train_and_save(loaded_spec, texts, tmp, console)
     write_loss_curve(history, tmp, title=f"fine-tuning {loaded_spec.spec.model.preset}")
     (tmp / "key.json").write_text(json.dumps(material, indent=2, ensure_ascii=False,
                                              sort_keys=True, default=str))
@@ -444,6 +432,34 @@ def finetune_from_spec(loaded_spec: Any, loaded_model: Any, *, results_root: str
     png = directory / LOSS_CURVE_PNG
     return FinetuneResult(key, directory, preset_dir, False, directory / LOSS_CURVE_CSV,
                           png if png.is_file() else None, history)
+
+
+def _train_and_save(loaded_spec: Any, texts: list[str], tmp: Path,
+                    console: Any) -> list[dict[str, Any]]:
+    """Train a fresh load of the spec's model on ``texts`` and save it to ``tmp/preset``.
+
+    The preset goes to a temporary sibling (renamed by the caller once complete), so an
+    interrupted run leaves no half preset that a later run would mistake for a finished
+    one. The trained copy lives only inside this function.
+    """
+    from samplerlab.models import load_spec_model, save_preset
+
+    ft = loaded_spec.spec.finetune
+    opt = ft.optimizer
+    trainee = load_spec_model(loaded_spec.spec.model)
+    history = fit_texts(
+        trainee.causal_lm, texts, batch_size=ft.batch_size, epochs=ft.epochs,
+        take_batches=ft.take_batches, learning_rate=opt.learning_rate,
+        end_learning_rate=opt.end_learning_rate, schedule=opt.schedule, optimizer=opt.name,
+        weight_decay=opt.weight_decay, seed=loaded_spec.spec.seed,
+        # A model-parallel model trains under the distribution its weights are laid out by.
+        distribution=(ft.distribution if ft.distribution != "none"
+                      else trainee.distribution),
+        progress=console if console is not None else True, lora_rank=ft.lora_rank)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_preset(trainee.causal_lm, tmp / "preset")
+    return history
 
 
 def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | Path,
@@ -460,8 +476,7 @@ def maybe_finetune(loaded_spec: Any, loaded_model: Any, *, results_root: str | P
 
     if loaded_spec.spec.finetune is None:
         return loaded_model
-    result = finetune_from_spec(loaded_spec, loaded_model, results_root=results_root,
-                                console=console)
+    result = finetune_from_spec(loaded_spec, results_root=results_root, console=console)
     if run_dir is not None:
         copy_to_run_dir(result, Path(run_dir))
     model_spec = loaded_spec.spec.model

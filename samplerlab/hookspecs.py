@@ -1,6 +1,6 @@
 """Hook specifications: the contract that samplerlab plugins implement.
 
-The four ``register_<kind>`` hooks receive a ``register`` callable; a plugin calls it
+The ``register_<kind>`` hooks receive a ``register`` callable; a plugin calls it
 once per thing it provides: ``register(name, factory, description="...")``.
 ``register_commands`` receives the Typer app of the ``samplerlab`` command.
 """
@@ -28,6 +28,11 @@ def register_datasets(register):
 @hookspec
 def register_processors(register):
     """Register logits processors for the ``chain`` sampler: ``factory(**params)`` → a Processor."""
+
+
+@hookspec
+def register_executors(register):
+    """Register executors: ``factory(**options)`` returns a ``samplerlab.executors.Executor``."""
 
 
 @hookspec

@@ -1,6 +1,6 @@
 """The plugin manager: loads built-in and third-party plugins and holds the registries.
 
-Built-in samplers, metrics, datasets and processors register through the same hooks
+Built-in samplers, metrics, datasets, processors and executors register through the same hooks
 (``samplerlab.hookspecs``) that a third-party package uses. Third-party packages are
 found through the ``samplerlab`` entry-point group; modules and files that are not
 installed can be loaded with :func:`load_plugin` (``--plugin`` / a spec's ``plugins:``).
@@ -32,12 +32,13 @@ from samplerlab._quiet import native_logs_silenced
 from samplerlab.errors import ParameterError, PluginWarning, UserInputError
 
 ENTRY_POINT_GROUP = "samplerlab"
-KINDS = ("samplers", "metrics", "datasets", "processors")
+KINDS = ("samplers", "metrics", "datasets", "processors", "executors")
 DEFAULT_PLUGINS = (
     "samplerlab.samplers",
     "samplerlab.processors",
     "samplerlab.metrics",
     "samplerlab.datasets",
+    "samplerlab.executors",
     "samplerlab.commands",
 )
 
@@ -97,7 +98,7 @@ def _is_list_annotation(annotation: Any) -> bool:
 
 @dataclass
 class Entry:
-    """A registered factory: a sampler, metric, dataset or processor."""
+    """A registered factory: a sampler, metric, dataset, processor or executor."""
 
     kind: str
     name: str
@@ -227,13 +228,13 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
 
 
 class PluginManager:
-    """Owns the pluggy manager and the four registries built from it."""
+    """Owns the pluggy manager and the registries built from it (one per kind)."""
 
     def __init__(self, *, entry_points: bool = True) -> None:
         self.pm = pluggy.PluginManager("samplerlab")
         self.pm.add_hookspecs(hookspecs)
         self.sources: dict[str, str] = {}
-        self._registries: dict[str, Registry] | None = None
+        self._registries: dict[str, Registry] = {}
         for name in DEFAULT_PLUGINS:
             module = importlib.import_module(name)
             self.pm.register(module, name=name)
@@ -311,16 +312,17 @@ class PluginManager:
                           stacklevel=3)
             return
         self.sources[name] = source
-        self._registries = None
+        self._registries = {}
 
     # -- registries ------------------------------------------------------------
     def registries(self) -> dict[str, Registry]:
-        if self._registries is None:
-            self._registries = {kind: self._collect(kind) for kind in KINDS}
-        return self._registries
+        return {kind: self.registry(kind) for kind in KINDS}
 
     def registry(self, kind: str) -> Registry:
-        return self.registries()[kind]
+        # Built on first use, kind by kind: the CLI needs only the executors to start.
+        if kind not in self._registries:
+            self._registries[kind] = self._collect(kind)
+        return self._registries[kind]
 
     def _collect(self, kind: str) -> Registry:
         registry = Registry(kind)

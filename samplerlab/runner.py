@@ -185,13 +185,8 @@ class Runner:
     def job(self, run: RunDir, prompts: list[Prompt]) -> RunJob:
         """What every cell needs, as plain values an executor can ship anywhere."""
         spec = self.spec
-        distribution = spec.model.distribution
-        return RunJob(model=self.model_reference(run), sequence_length=spec.model.sequence_length,
-                      dtype_policy=spec.model.dtype_policy,
-                      fast_decoding=spec.model.fast_decoding, generation=spec.generation,
-                      context_length=spec.model.context_length,
-                      model_parallel=distribution.model_parallel if distribution else None,
-                      quantize=spec.model.quantize, metrics=list(spec.metrics),
+        return RunJob(model=spec.model, preset=self.model_reference(run),
+                      generation=spec.generation, metrics=list(spec.metrics),
                       prompts=list(prompts), spec_seed=spec.seed,
                       plugins=extra_plugin_targets())
 
@@ -214,7 +209,7 @@ class Runner:
         each as it finishes, then the tables, plots and report."""
         from samplerlab.executors import LocalExecutor
 
-        executor = executor if executor is not None else LocalExecutor(model)
+        executor = executor if executor is not None else LocalExecutor()
         self._reference_traces(run, model, prompts)
         done = run.finished_cells()
         todo = [c for c in self.loaded.cells if c.id not in done]
@@ -235,7 +230,8 @@ class Runner:
                     progress.update(batches_bar, description=f"[cyan]{escape(cell.label)}[/]")
                     progress.advance(batches_bar)
 
-                for outcome in executor.run(self.job(run, prompts), todo, on_batch=on_batch):
+                for outcome in executor.run(self.job(run, prompts), todo, model=model,
+                                            on_batch=on_batch):
                     compiled += bool((outcome.record.get("timing") or {}).get("compiled"))
                     self._write(run, outcome)
                     progress.advance(cells_bar)

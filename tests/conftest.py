@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -30,18 +31,83 @@ def tiny_preset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_preset):
-    """The tiny preset loaded through the same from_preset path users hit."""
+    """The tiny preset loaded through the same from_preset path users hit (shared: a test
+    must leave it as it found it, see ``_shared_models_unchanged``)."""
     from samplerlab.models import load_model
 
-    return load_model(str(tiny_preset), sequence_length=64)
+    return _shared("tiny_model", load_model(str(tiny_preset), sequence_length=64))
 
 
 @pytest.fixture(scope="session")
 def embedded_model():
-    """The trained embedded model ``samplerlab:tiny-en`` (realistic distributions)."""
+    """The trained embedded model ``samplerlab:tiny-en`` (realistic distributions; shared
+    like ``tiny_model``)."""
     from samplerlab.models import load_model
 
-    return load_model("samplerlab:tiny-en", sequence_length=64)
+    return _shared("embedded_model", load_model("samplerlab:tiny-en", sequence_length=64))
+
+
+# ------------------------------------------------------------- shared-model guard
+# The session's shared models (fixture name -> [model, state]), and what compile() and
+# generate() set on a KerasHub CausalLM (its Keras Trainer's compile state included).
+SHARED_MODELS: dict[str, list] = {}
+COMPILED_STATE = ("sampler", "generate_function", "optimizer", "loss", "compiled",
+                  "jit_compile", "train_function", "test_function", "predict_function")
+
+
+def _shared(name: str, model):
+    """Register ``model`` as the shared model of fixture ``name``, with its state now."""
+    SHARED_MODELS[name] = [model, _model_state(model)]
+    return model
+
+
+def _describe(value) -> str:
+    """A value as the guard compares it: plain values by value, objects by identity."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return repr(value)
+    return f"{type(value).__name__} at {id(value):#x}"
+
+
+def _model_state(model) -> dict[str, str]:
+    """A digest of every weight of ``model``'s CausalLM and its compiled state."""
+    lm = model.causal_lm
+    state = {f"weight {w.path}": hashlib.blake2b(np.ascontiguousarray(np.asarray(w.value)),
+                                                 digest_size=16).hexdigest()
+             for w in lm.weights}
+    state.update({name: _describe(getattr(lm, name, None)) for name in COMPILED_STATE})
+    return state
+
+
+def _changes(before: dict[str, str], after: dict[str, str]) -> str:
+    names = sorted(set(before) | set(after), key=lambda n: (n.startswith("weight"), n))
+    changed = [n for n in names if before.get(n) != after.get(n)]
+    weights = [n.removeprefix("weight ") for n in changed if n.startswith("weight ")]
+    parts = [f"{n} ({before.get(n, 'absent')} -> {after.get(n, 'absent')})"
+             for n in changed if not n.startswith("weight ")]
+    if weights:
+        parts.append(f"{len(weights)} weight(s): {', '.join(weights[:3])}"
+                     f"{', ...' if len(weights) > 3 else ''}")
+    return "; ".join(parts)
+
+
+@pytest.fixture(autouse=True)
+def _shared_models_unchanged(request):
+    """Fail the test that changed a shared model's weights or compiled state (the test
+    itself or a fixture it uses): later tests would otherwise see what it left."""
+    yield
+    changed = []
+    for name, entry in SHARED_MODELS.items():
+        if name not in request.fixturenames:
+            continue  # a test that does not use the model cannot have changed it
+        model, before = entry
+        after = _model_state(model)
+        if after != before:
+            changed.append(f"{name}: {_changes(before, after)}")
+            entry[1] = after  # the next test is judged on its own changes only
+    if changed:
+        pytest.fail("this test changed a shared session model; give it its own load "
+                    "(load_model(str(tiny_preset)), ...) or leave the model as it found it: "
+                    + " | ".join(changed), pytrace=False)
 
 
 @pytest.fixture
@@ -62,11 +128,16 @@ def engine_tokens():
 @pytest.fixture
 def keras_hub_tokens():
     """``run(lm, sampler, inputs, stop=None)``: token ids from KerasHub's own compiled
-    ``generate`` function (``compile(sampler=...)`` + ``make_generate_function()``)."""
+    ``generate`` function (``compile(sampler=...)`` + ``make_generate_function()``).
+
+    It compiles a sibling task around ``lm``'s backbone (the same weights, not a copy), so
+    ``lm`` itself, a shared session model, is left as it was."""
 
     def run(lm, sampler, inputs, stop=None):
-        lm.compile(sampler=sampler)
-        return np.asarray(lm.make_generate_function()(inputs, stop_token_ids=stop)["token_ids"])
+        sibling = type(lm)(backbone=lm.backbone, preprocessor=lm.preprocessor)
+        sibling.compile(sampler=sampler)
+        outputs = sibling.make_generate_function()(inputs, stop_token_ids=stop)
+        return np.asarray(outputs["token_ids"])
 
     return run
 

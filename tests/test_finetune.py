@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -99,6 +100,20 @@ def test_maybe_finetune_saves_reuses_and_copies_the_loss_curve(base_spec, write_
     assert "reusing fine-tuned model" in console.export_text()
     assert (run2 / "finetune_loss.csv").read_text() == (run1 / "finetune_loss.csv").read_text()
     assert list(cache.iterdir()) == [key_dir]
+
+
+def test_fine_tuning_trains_a_copy_and_leaves_the_callers_model_unchanged(
+        base_spec, write_spec, tiny_model, tmp_path):
+    lm = tiny_model.causal_lm
+    before = {w.path: np.array(w.value) for w in lm.weights}
+    compiled = (lm.sampler, lm.optimizer, lm.generate_function)
+    tuned = maybe_finetune(load_spec(write_spec(finetune_spec(base_spec, seed=3))), tiny_model,
+                           results_root=tmp_path)
+    assert {w.path for w in lm.weights} == set(before)
+    assert all(np.array_equal(np.asarray(w.value), before[w.path]) for w in lm.weights)
+    assert (lm.sampler, lm.optimizer, lm.generate_function) == compiled
+    tuned_weights = {w.path: np.asarray(w.value) for w in tuned.causal_lm.weights}
+    assert any(not np.array_equal(tuned_weights[path], value) for path, value in before.items())
 
 
 def test_the_cache_key_changes_with_seed_data_and_hyperparameters(base_spec, write_spec):

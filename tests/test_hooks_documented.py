@@ -20,7 +20,7 @@ HOOKS = sorted(name for name in dir(hookspecs)
 
 def test_there_are_hooks_to_check():
     assert {"register_samplers", "register_metrics", "register_datasets",
-            "register_processors", "register_commands"} <= set(HOOKS)
+            "register_processors", "register_executors", "register_commands"} <= set(HOOKS)
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -17,8 +17,8 @@ def lora_run(tmp_path_factory):
     """A tiny Llama fine-tuned with ``lora_rank: 2`` through the spec path."""
     import yaml
 
-    from samplerlab.finetune import finetune_from_spec
-    from samplerlab.models import build_tiny_family, load_spec_model, save_preset
+    from samplerlab import finetune
+    from samplerlab.models import build_tiny_family, save_preset
     from samplerlab.spec import load_spec
 
     root = tmp_path_factory.mktemp("lora")
@@ -30,9 +30,17 @@ def lora_run(tmp_path_factory):
             "prompts": ["the cat"], "samplers": ["greedy"]}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     loaded = load_spec(root / "spec.yaml")
-    model = load_spec_model(loaded.spec.model)
-    result = finetune_from_spec(loaded, model, results_root=root / "results")
-    return SimpleNamespace(base=base, loaded=loaded, model=model, result=result)
+    trained = []  # the fresh copy fine-tuning trains, kept here to look at its LoRA weights
+    fit_texts = finetune.fit_texts
+
+    def fit_and_keep(causal_lm, *args, **kwargs):
+        trained.append(causal_lm)
+        return fit_texts(causal_lm, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finetune, "fit_texts", fit_and_keep)
+        result = finetune.finetune_from_spec(loaded, results_root=root / "results")
+    return SimpleNamespace(base=base, loaded=loaded, trained=trained[0], result=result)
 
 
 def _weights(variables) -> dict[str, np.ndarray]:
@@ -48,7 +56,7 @@ def test_only_the_low_rank_weights_change(lora_run):
     from samplerlab.models import load_model
 
     base = _weights(load_model(str(lora_run.base), 16).causal_lm.backbone.variables)
-    tuned = _weights(lora_run.model.causal_lm.backbone.variables)
+    tuned = _weights(lora_run.trained.backbone.variables)
     lora = {path for path in tuned if "lora_kernel" in path}
     assert lora and lora.isdisjoint(base)  # one A and one B per query and value layer
     assert all(np.array_equal(base[path], tuned[path]) for path in base)
@@ -62,7 +70,7 @@ def test_the_cached_preset_holds_the_merged_weights(lora_run):
     assert not [v for v in tuned.causal_lm.variables if "lora" in v.path]
     inputs = tuned.preprocessor.generate_preprocess(["the cat sat"], sequence_length=16)
     merged = np.asarray(tuned.causal_lm(inputs))
-    adapted = np.asarray(lora_run.model.causal_lm(inputs))
+    adapted = np.asarray(lora_run.trained(inputs))
     base = np.asarray(load_model(str(lora_run.base), 16).causal_lm(inputs))
     np.testing.assert_allclose(merged, adapted, rtol=1e-4, atol=1e-5)
     assert not np.allclose(merged, base, rtol=1e-4, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import textwrap
 import warnings
 
@@ -149,6 +150,97 @@ def test_warnings_do_not_fire_for_a_clean_setup():
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         registry("samplers")
+
+
+EXECUTOR_PLUGIN = '''
+from typing import Annotated
+
+from pydantic import Field
+
+import samplerlab
+from samplerlab.executors import LocalExecutor
+
+
+class LabelledExecutor(LocalExecutor):
+    """The local executor, recording its options in the manifest."""
+
+    name = "labelled"
+
+    def __init__(self, label, repeat):
+        super().__init__()
+        self.label, self.repeat = label, repeat
+
+    def describe(self):
+        return {"name": self.name, "label": self.label, "repeat": self.repeat}
+
+
+def labelled(label: Annotated[str, Field(description="a label for the manifest")] = "none",
+             repeat: Annotated[int, Field(ge=1, description="how many times")] = 1):
+    """Cells here, with a label."""
+    return LabelledExecutor(label, repeat)
+
+
+@samplerlab.hookimpl
+def register_executors(register):
+    register("labelled", labelled)
+'''
+
+
+@pytest.fixture
+def executor_plugin(tmp_path):
+    """A third-party executor, loaded as an installed plugin is (before the CLI is built)."""
+    path = tmp_path / "labelled_executor.py"
+    path.write_text(EXECUTOR_PLUGIN)
+    get_plugin_manager().load(str(path))
+    return path
+
+
+def test_a_plugin_executor_brings_its_options_to_the_run_command(executor_plugin, base_spec,
+                                                                   write_spec, tmp_path, capsys):
+    assert main(["run", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--labelled-label" in help_text and "--labelled-repeat" in help_text
+    assert "--ray-address" in help_text  # the built-in executor's options stay
+    code = main(["run", str(write_spec(base_spec)), "--executor", "labelled",
+                 "--labelled-label", "x", "--labelled-repeat", "2",
+                 "--results-root", str(tmp_path), "--run-id", "l", "-q"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "unit" / "l" / "manifest.json").read_text())
+    assert manifest["executor"] == {"name": "labelled", "label": "x", "repeat": 2}
+    assert manifest["status"] == "complete"
+
+
+def test_bad_executor_names_and_options_are_one_line(executor_plugin, base_spec, write_spec,
+                                                     capsys):
+    path = str(write_spec(base_spec))
+    capsys.readouterr()
+    for args, message in [
+            (["--labelled-label", "x"], "--labelled-label needs --executor labelled"),
+            (["--executor", "ray", "--labelled-repeat", "2"],
+             "--labelled-repeat needs --executor labelled"),
+            (["--executor", "labeled"], "unknown executor 'labeled'; did you mean labelled")]:
+        assert main(["run", path, *args]) == 2, args
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and message in err[0], err
+    assert main(["run", path, "--executor", "labelled", "--labelled-repeat", "0"]) == 2
+
+
+def test_executors_are_listed_with_their_options(executor_plugin, capsys):
+    assert main(["executors", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["local"]["plugin"] == rows["ray"]["plugin"] == "samplerlab.executors"
+    assert [p["name"] for p in rows["ray"]["parameters"]] == ["address", "gpus_per_cell"]
+    assert rows["labelled"]["plugin"] == "labelled_executor"
+    assert rows["labelled"]["description"] == "Cells here, with a label."
+
+
+def test_registering_the_ray_executor_does_not_import_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys; from samplerlab.plugins import registry; registry('executors'); "
+            "from samplerlab.cli import build_app; build_app(); assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_an_installed_plugin_package_is_listed_and_runs_in_a_spec(installed_example, base_spec,

@@ -118,9 +118,17 @@ def test_greedy_and_beam_samples_are_identical_across_samples_per_prompt(six_sam
             assert group["text"].nunique() == 1
 
 
+@pytest.fixture(scope="module")
+def keras_hub_model(tiny_preset):
+    """The tiny preset's CausalLM, loaded for this module: the parity test compiles it."""
+    from samplerlab.models import load_model
+
+    return load_model(str(tiny_preset), sequence_length=64).causal_lm
+
+
 @pytest.mark.parametrize("sampler,params", [("greedy", {}), ("top_k", {"k": 5}),
                                             ("beam", {"num_beams": 2})])
-def test_parity_with_calling_keras_hub_directly(tiny_model, sampler, params):
+def test_parity_with_calling_keras_hub_directly(tiny_model, keras_hub_model, sampler, params):
     """samplerlab's output is token for token what compile(sampler=...) + generate gives."""
     import keras_hub
 
@@ -135,12 +143,12 @@ def test_parity_with_calling_keras_hub_directly(tiny_model, sampler, params):
     direct_sampler = {"greedy": lambda: keras_hub.samplers.GreedySampler(),
                       "top_k": lambda: keras_hub.samplers.TopKSampler(k=5, seed=seed),
                       "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=2)}[sampler]()
-    tiny_model.causal_lm.compile(sampler=direct_sampler)
-    direct = tiny_model.causal_lm.generate(prompts, max_length=18, strip_prompt=True)
+    keras_hub_model.compile(sampler=direct_sampler)
+    direct = keras_hub_model.generate(prompts, max_length=18, strip_prompt=True)
     if sampler == "beam":
         # The prompts differ in length, and KerasHub's BeamSampler then mixes their rows
         # (tests/test_beam.py): each prompt alone is what KerasHub's beam search gives it.
-        direct = [text for p in prompts for text in tiny_model.causal_lm.generate(
+        direct = [text for p in prompts for text in keras_hub_model.generate(
             [p], max_length=18, strip_prompt=True)]
     assert [s["text"] for s in ours.samples] == list(direct)
 

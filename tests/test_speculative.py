@@ -17,16 +17,6 @@ from samplerlab.samplers.speculative_sampler import SpeculativeSampler
 PROMPTS = ["My trip to Yosemite was", "The", "Once upon a time in a land"]
 
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_preset):
-    """The tiny preset loaded afresh for this module, not the session's shared model: in a
-    whole-suite run the shared model gave these tests order-dependent tokens (seen twice;
-    the cause is not yet found; see the issue notes)."""
-    from samplerlab.models import load_model
-
-    return load_model(str(tiny_preset), sequence_length=64)
-
 @pytest.fixture(scope="module")
 def draft_preset(tmp_path_factory):
     """A 1-layer GPT-2 with the tiny target's tokenizer (random weights of its own)."""

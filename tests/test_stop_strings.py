@@ -19,16 +19,6 @@ from samplerlab.engine.stop_strings import (
 PROMPTS = ["My trip to Yosemite was", "The", "Once upon a time"]
 
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_preset):
-    """The tiny preset loaded afresh for this module, not the session's shared model: in a
-    whole-suite run the shared model gave these tests order-dependent tokens (seen twice;
-    the cause is not yet found; see the issue notes)."""
-    from samplerlab.models import load_model
-
-    return load_model(str(tiny_preset), sequence_length=64)
-
 @pytest.fixture(scope="module")
 def gpt2_tokenizer():
     from samplerlab.models import gpt2_tokenizer

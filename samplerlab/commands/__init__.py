@@ -1,7 +1,7 @@
 """Built-in commands, registered through the ``register_commands`` hook a plugin uses too.
 
 Each module adds its commands with ``register(cli)``: ``run`` (run, validate, schema),
-``listing`` (samplers, metrics, processors, plugins), ``generate``, ``analysis`` (plot,
+``listing`` (samplers, metrics, processors, executors, plugins), ``generate``, ``analysis`` (plot,
 compare, score), ``data`` (data fetch/show, finetune), ``view`` (view, report, ratings)
 and ``trace`` (trace, self-reinforcement).
 """

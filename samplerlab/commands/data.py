@@ -101,7 +101,6 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Fine-tune the spec's model on its dataset (or reuse the cached result)."""
         from samplerlab.finetune import finetune_from_spec
-        from samplerlab.models import load_spec_model
         from samplerlab.spec import load_spec
 
         loaded = load_spec(spec, overrides=override)
@@ -110,8 +109,7 @@ def register(cli: typer.Typer) -> None:
                                  "docs/spec.md) or sample with samplerlab run", file=str(spec),
                                  field="finetune")
         console = Console(stderr=True, quiet=quiet)
-        model = load_spec_model(loaded.spec.model)
-        result = finetune_from_spec(loaded, model,
+        result = finetune_from_spec(loaded,
                                     results_root=results_root or loaded.spec.output.root,
                                     console=console)
         if result.history:

@@ -1,4 +1,5 @@
-"""``samplerlab samplers``, ``metrics``, ``processors`` and ``plugins``: what is registered."""
+"""``samplerlab samplers``, ``metrics``, ``processors``, ``executors`` and ``plugins``: what
+is registered."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ TITLES = {
     "samplers": "samplerlab samplers",
     "metrics": "samplerlab metrics",
     "processors": "samplerlab processors (use in: {name: chain, params: {processors: [...]}})",
+    "executors": "samplerlab executors (use with: samplerlab run --executor NAME "
+                 "--NAME-PARAMETER VALUE)",
 }
 
 

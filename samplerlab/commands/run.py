@@ -6,18 +6,20 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from samplerlab.cli.options import OverrideOpt, PluginOpt
+from samplerlab.cli.options import OverrideOpt, PluginOpt, load_plugins, with_executor_options
 from samplerlab.cli.output import err, out
 from samplerlab.errors import UserInputError
 from samplerlab.results import RunDir
 
 
 def register(cli: typer.Typer) -> None:
-    cli.command()(run)
+    # --executor and each registered executor's options (--ray-address, ...) come from
+    # the executors' own declarations.
+    cli.command("run")(with_executor_options(run))
     cli.command()(validate)
     cli.command()(schema)
 
@@ -35,15 +37,8 @@ def run(
     yes: Annotated[bool, typer.Option(
         "--yes", "-y", help="run a very large sweep without asking")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
-    executor: Annotated[str, typer.Option(
-        "--executor", help="where cells run: local (one after another, here) or ray (one Ray "
-        "task per cell; pip install 'samplerlab[ray]')")] = "local",
-    ray_address: Annotated[str | None, typer.Option(
-        "--ray-address", help="with --executor ray: local (start a local cluster; default), "
-        "auto (join this machine's cluster) or an address such as ray://head:10001")] = None,
-    ray_gpus_per_cell: Annotated[float | None, typer.Option(
-        "--ray-gpus-per-cell", min=0, help="with --executor ray: GPUs per cell's task "
-        "(default: 1 when the cluster has GPUs, else 0; 0.5 packs two cells per GPU)")] = None,
+    executor: str = "local",
+    executor_options: dict[str, Any] | None = None,
 ) -> None:
     """Run every sampler configuration of SPEC and write a results directory."""
     from samplerlab.executors import make_executor
@@ -55,8 +50,8 @@ def run(
         load_spec,
     )
 
-    cell_executor = make_executor(executor, ray_address=ray_address,
-                                  ray_gpus_per_cell=ray_gpus_per_cell)
+    load_plugins(plugin)  # an executor may come from a --plugin
+    cell_executor = make_executor(executor, executor_options)
     if resume is not None:
         if spec is not None:
             raise UserInputError("give either SPEC or --resume RUN_DIR, not both")

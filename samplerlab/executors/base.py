@@ -22,36 +22,27 @@ class RunJob:
     """What every cell of a run needs, as plain picklable values (no Keras objects).
 
     Attributes:
-        model: the preset the cells decode with, as a worker elsewhere loads it: an
+        model: the spec's ``model`` section, whole (:class:`~samplerlab.spec.ModelSpec`):
+            a worker elsewhere loads its model with every setting of it
+            (``load_spec_model(job.model, preset=job.preset)``).
+        preset: the preset the cells decode with, as a worker elsewhere loads it: an
             absolute directory (the fine-tuned preset, or a local one), ``samplerlab:NAME``
             or a KerasHub preset name.
-        sequence_length: the preprocessor's sequence length.
-        dtype_policy: the spec's ``model.dtype_policy``.
-        fast_decoding: the spec's ``model.fast_decoding``.
         generation: the spec's ``generation`` section.
         metrics: the spec's ``metrics`` list.
         prompts: the prompts, already resolved.
         spec_seed: the spec's seed (each cell's seed derives from it).
         plugins: plugin files (absolute) and modules loaded beyond the built-ins and the
             installed entry points, for workers to load too.
-        context_length: the spec's ``model.context_length``.
-        model_parallel: the spec's ``model.distribution.model_parallel`` (each worker
-            shards its own copy of the model over its own devices).
-        quantize: the spec's ``model.quantize``.
     """
 
-    model: str
-    sequence_length: int
-    dtype_policy: str | None
-    fast_decoding: bool
+    model: Any
+    preset: str
     generation: Any
     metrics: list[Any]
     prompts: list[Any]
     spec_seed: int
     plugins: tuple[str, ...] = ()
-    context_length: int | None = None
-    model_parallel: int | None = None
-    quantize: str | None = None
 
 
 @dataclass
@@ -78,12 +69,15 @@ class Executor(Protocol):
     #: ``local``, ``ray``, ...: recorded in the manifest.
     name: str
 
-    def run(self, job: RunJob, cells: Sequence[Any], *,
+    def run(self, job: RunJob, cells: Sequence[Any], *, model: Any,
             on_batch: OnBatch | None = None) -> Iterator[CellOutcome]:
         """Run ``cells``; yield one outcome per cell, in the order they finish.
 
-        ``on_batch(cell)`` is called after each generate call where the executor can
-        see it (the local one); Ctrl-C stops the iteration with ``KeyboardInterrupt``.
+        ``model`` is the :class:`~samplerlab.models.LoadedModel` the runner loaded (and
+        fine-tuned): an executor that decodes in this process uses it, one that decodes
+        elsewhere loads its own from ``job``. ``on_batch(cell)`` is called after each
+        generate call where the executor can see it (the local one); Ctrl-C stops the
+        iteration with ``KeyboardInterrupt``.
         """
         ...
 

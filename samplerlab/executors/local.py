@@ -10,13 +10,12 @@ from samplerlab.executors.base import CellOutcome, OnBatch, RunJob, run_cell
 
 
 class LocalExecutor:
-    """Runs cells here with the model the runner already loaded (and fine-tuned).
+    """Runs cells here, one after another, with the model the runner already loaded (and
+    fine-tuned).
 
-    One :class:`~samplerlab.engine.CellEngine` serves every cell, so cells whose samplers
-    share a structure (a sweep over traced values) share one compiled program.
-
-    Args:
-        model: the :class:`~samplerlab.models.LoadedModel` to decode with.
+    One :class:`~samplerlab.engine.CellEngine` per generation setting serves every cell,
+    so cells whose samplers share a structure (a sweep over traced values) share one
+    compiled program.
 
     Example:
 
@@ -29,32 +28,32 @@ class LocalExecutor:
                                    "prompts": ["Keras is"], "samplers": ["greedy"],
                                    "generation": {"max_length": 16}, "metrics": ["length"]})
     spec = loaded.spec
-    job = RunJob(model="samplerlab:tiny-en", sequence_length=spec.model.sequence_length,
-                 dtype_policy=None, fast_decoding=True, generation=spec.generation,
+    job = RunJob(model=spec.model, preset=spec.model.preset, generation=spec.generation,
                  metrics=spec.metrics, prompts=[Prompt("Keras is", 0)], spec_seed=spec.seed)
-    for outcome in LocalExecutor(model).run(job, loaded.cells):  # model: a LoadedModel
+    for outcome in LocalExecutor().run(job, loaded.cells, model=model):  # a LoadedModel
         print(outcome.cell.id, outcome.record["status"])
     ```
     """
 
     name = "local"
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self._engines: dict[str, CellEngine] = {}
 
-    def engine(self, generation: Any) -> CellEngine:
-        """The engine for one generation setting (kept: its compiled programs are reused)."""
+    def engine(self, model: Any, generation: Any) -> CellEngine:
+        """The engine for ``model`` under one generation setting (kept while the model is
+        the same: its compiled programs are reused)."""
         key = generation.model_dump_json()
-        if key not in self._engines:
-            self._engines[key] = CellEngine(self.model, generation)
-        return self._engines[key]
+        engine = self._engines.get(key)
+        if engine is None or engine.model is not model:
+            engine = self._engines[key] = CellEngine(model, generation)
+        return engine
 
-    def run(self, job: RunJob, cells: Sequence[Any], *,
+    def run(self, job: RunJob, cells: Sequence[Any], *, model: Any,
             on_batch: OnBatch | None = None) -> Iterator[CellOutcome]:
         from samplerlab.metrics.scoring import build_metrics
 
-        engine = self.engine(job.generation)
+        engine = self.engine(model, job.generation)
         metrics = build_metrics(job.metrics)
         for cell in cells:
             yield run_cell(engine, job, cell, metrics,

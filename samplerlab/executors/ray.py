@@ -2,8 +2,9 @@
 
 The driver (the process that ran ``samplerlab run``) does everything that must happen
 once: validate the spec, load the model to check the prompts, create the run directory,
-fine-tune. Each task loads the model from :attr:`RunJob.model` (once per worker process:
-a worker that runs several cells keeps its model and compiled programs), runs the cell
+fine-tune. Each task loads :attr:`RunJob.preset` with every setting of the spec's model
+section, :attr:`RunJob.model` (once per worker process: a worker that runs several cells
+keeps its model and compiled programs), runs the cell
 with the same :func:`~samplerlab.executors.base.run_cell` the local executor uses, and
 returns its :class:`~samplerlab.executors.base.CellOutcome`; the runner writes it. A task
 that fails fails its own cell.
@@ -39,7 +40,9 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from samplerlab.errors import UserInputError
 from samplerlab.executors.base import CellOutcome, OnBatch, RunJob, failed_outcome
@@ -84,9 +87,11 @@ def resolve_gpus_per_cell(requested: float | None, cluster: dict[str, float]) ->
 
 
 # ----------------------------------------------------------------------- in the worker
-# Per worker process: the model last loaded and the engine for each generation setting.
-# One model at a time, since a worker rarely serves two specs and models are large.
-_WORKER: dict[str, Any] = {"model_key": None, "executor": None, "plugins": set()}
+# Per worker process: the model last loaded and the local executor running on it (its
+# engines keep their compiled programs). One model at a time, since a worker rarely
+# serves two specs and models are large.
+_WORKER: dict[str, Any] = {"model_key": None, "model": None, "executor": None,
+                           "plugins": set()}
 
 
 def _load_plugins(targets: tuple[str, ...]) -> None:
@@ -99,34 +104,30 @@ def _load_plugins(targets: tuple[str, ...]) -> None:
             _WORKER["plugins"].add(target)
 
 
-def _worker_executor(job: RunJob, shipped: list | None) -> Any:
-    """This worker's local executor for ``job``'s model, loading the model once."""
+def _worker_model(job: RunJob, shipped: list | None) -> Any:
+    """This worker's model for ``job`` (the spec's whole model section at ``job.preset``),
+    loaded once."""
     from samplerlab.executors.local import LocalExecutor
-    from samplerlab.models import load_model
+    from samplerlab.models import load_spec_model
 
-    key = (job.model, job.sequence_length, job.dtype_policy, job.fast_decoding,
-           job.context_length, job.model_parallel, job.quantize, shipped is not None)
+    key = (job.model.model_dump_json(), job.preset, shipped is not None)
     if _WORKER["model_key"] != key:
-        _WORKER["executor"] = None  # free the previous model first
-        reference = _worker_preset(job.model, shipped)
-        _WORKER["executor"] = LocalExecutor(load_model(
-            reference, job.sequence_length, job.dtype_policy, job.fast_decoding,
-            context_length=job.context_length, model_parallel=job.model_parallel,
-            quantize=job.quantize))
-        _WORKER["model_key"] = key
-    return _WORKER["executor"]
+        _WORKER.update(model=None, executor=None)  # free the previous model first
+        model = load_spec_model(job.model, preset=_worker_preset(job.preset, shipped))
+        _WORKER.update(model_key=key, model=model, executor=LocalExecutor())
+    return _WORKER["model"]
 
 
 def run_cell_task(job: RunJob, cell: Any, shipped: list | None = None) -> CellOutcome:
     """Run one cell where this is called (a Ray worker); return its outcome.
 
     ``shipped`` is ``[ObjectRef]`` of the packed preset directory when the driver shipped
-    it, else ``None`` (the worker reads ``job.model`` itself).
+    it, else ``None`` (the worker reads ``job.preset`` itself).
     """
     _load_plugins(job.plugins)
-    executor = _worker_executor(job, shipped)
-    outcome = next(executor.run(job, [cell]))
-    outcome.record["worker"] = {**_worker_identity(), "model": executor.model.path}
+    model = _worker_model(job, shipped)
+    outcome = next(_WORKER["executor"].run(job, [cell], model=model))
+    outcome.record["worker"] = {**_worker_identity(), "model": model.path}
     return outcome
 
 
@@ -236,19 +237,21 @@ class RayExecutor:
                                  field="--ray-address") from None
         self._owns_connection = True
 
-    def run(self, job: RunJob, cells: Sequence[Any], *,
+    def run(self, job: RunJob, cells: Sequence[Any], *, model: Any,
             on_batch: OnBatch | None = None) -> Iterator[CellOutcome]:
+        """Submit one task per cell (each worker loads its own model: ``model``, the
+        driver's, is not shipped); yield each outcome as its task returns."""
         ray = require_ray()
         self.connect()
         cluster = ray.cluster_resources()
         gpus = resolve_gpus_per_cell(self.gpus_per_cell, cluster)
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        shipped = self._shipped(ray, job.model, nodes)
+        shipped = self._shipped(ray, job.preset, nodes)
         self._description = {
             "name": self.name, "address": self.address, "nodes": nodes,
             "gpus_per_cell": gpus, "cpus_per_cell": self.cpus_per_cell,
             "cluster": {k: v for k, v in cluster.items() if k in ("CPU", "GPU", "memory")},
-            "model": job.model, "preset_shipped": shipped is not None}
+            "model": job.preset, "preset_shipped": shipped is not None}
         task = self._remote(ray, gpus)
         pending = {task.remote(job, cell, shipped): cell for cell in cells}
         try:
@@ -294,3 +297,17 @@ class RayExecutor:
             message = str(cause).strip().splitlines()
             error = f"ray task failed: {type(cause).__name__}: {message[0] if message else ''}"
             return failed_outcome(cell, spec_seed, error)
+
+
+def ray_executor(
+    address: Annotated[str, Field(description=(
+        "local (start a local cluster; default), auto (join this machine's cluster) or an "
+        "address such as ray://head:10001"))] = LOCAL,
+    gpus_per_cell: Annotated[float | None, Field(ge=0, description=(
+        "GPUs per cell's task (default: 1 when the cluster has GPUs, else 0; 0.5 packs two "
+        "cells per GPU)"))] = None,
+) -> RayExecutor:
+    """One Ray task per cell, connected now (``samplerlab run --executor ray``'s options)."""
+    executor = RayExecutor(address, gpus_per_cell=gpus_per_cell)
+    executor.connect()
+    return executor
