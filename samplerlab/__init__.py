@@ -1,4 +1,4 @@
-"""samplerlab: compare text-generation decoding methods on KerasHub GPT-2.
+"""samplerlab: compare text-generation decoding methods on KerasHub causal LMs.
 
 Plugins implement the hooks in :mod:`samplerlab.hookspecs` and mark their
 implementations with :data:`hookimpl`::
@@ -20,11 +20,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-import pluggy  # noqa: E402
+from samplerlab.hookspecs import hookimpl  # noqa: E402
 
 __version__ = "0.1.0"
-
-hookimpl = pluggy.HookimplMarker("samplerlab")
 
 __all__ = ["__version__", "hookimpl", "load_spec", "run", "load_samples", "load_traces",
            "score_text"]

@@ -8,6 +8,10 @@ once per thing it provides: ``register(name, factory, description="...")``.
 import pluggy
 
 hookspec = pluggy.HookspecMarker("samplerlab")
+#: Marks a plugin's hook implementations; re-exported as ``samplerlab.hookimpl``, the name
+#: plugins use. Built-in plugins import it from here, not from the package root, so that
+#: they do not import the root's API functions (which reach the runner: a layer above).
+hookimpl = pluggy.HookimplMarker("samplerlab")
 
 
 @hookspec

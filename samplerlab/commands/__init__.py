@@ -6,7 +6,7 @@ compare, score), ``data`` (data fetch/show, finetune), ``view`` (view, report, r
 and ``trace`` (trace, self-reinforcement).
 """
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 from samplerlab.commands import analysis, data, generate, listing, run, trace, view
 
 

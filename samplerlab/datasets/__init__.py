@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 from samplerlab.datasets.base import TextSource
 
 __all__ = ["TextSource", "register_datasets"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 from samplerlab.errors import UserInputError
 from samplerlab.executors.base import CellOutcome, Executor, RunJob, run_cell
 from samplerlab.executors.local import LocalExecutor

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 
 __all__ = ["Metric", "MetricContext", "register_metrics"]
 

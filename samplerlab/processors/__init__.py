@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 
 Probability = Annotated[float, Field(gt=0, le=1)]
 Penalty = Annotated[float, Field(ge=0)]

@@ -1,6 +1,6 @@
 """Built-in samplers, registered through the same hook a third-party plugin uses."""
 
-from samplerlab import hookimpl
+from samplerlab.hookspecs import hookimpl
 from samplerlab.samplers.builtin import BUILTIN_SAMPLERS
 from samplerlab.samplers.chain import chain
 from samplerlab.samplers.mirostat import mirostat
