@@ -6,8 +6,8 @@ compare, score), ``data`` (data fetch/show, finetune), ``view`` (view, report, r
 and ``trace`` (trace, self-reinforcement).
 """
 
-from samplerlab.hookspecs import hookimpl
 from samplerlab.commands import analysis, data, generate, listing, run, trace, view
+from samplerlab.hookspecs import hookimpl
 
 
 @hookimpl

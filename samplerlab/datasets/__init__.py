@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from samplerlab.hookspecs import hookimpl
 from samplerlab.datasets.base import TextSource
+from samplerlab.hookspecs import hookimpl
 
 __all__ = ["TextSource", "register_datasets"]
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from samplerlab.hookspecs import hookimpl
 from samplerlab.errors import UserInputError
 from samplerlab.executors.base import CellOutcome, Executor, RunJob, run_cell
 from samplerlab.executors.local import LocalExecutor
 from samplerlab.executors.ray import RayExecutor, ray_executor
+from samplerlab.hookspecs import hookimpl
 
 __all__ = ["CellOutcome", "Executor", "LocalExecutor", "RayExecutor", "RunJob",
            "make_executor", "run_cell"]
