@@ -96,3 +96,23 @@ def test_validate_imports_neither_keras_nor_jax(write_spec, subprocess_env):
     proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True,
                           text=True, env=subprocess_env(), timeout=120)
     assert proc.stdout.splitlines()[-1] == "0 False False", proc.stdout + proc.stderr
+
+
+def test_the_app_has_every_command_when_a_registry_was_built_first():
+    """Asking for a registry before the CLI (as the Python API does) still gives an app
+    with every built-in command: building the registry imports the command modules,
+    which import samplerlab.cli, which must not build its app half-way through."""
+    import subprocess
+    import sys
+
+    code = ("from samplerlab.plugins import registry\n"
+            "registry('samplers')\n"
+            "from typer.testing import CliRunner\n"
+            "from samplerlab.cli import app\n"
+            "result = CliRunner().invoke(app, ['samplers', '--json'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print('top_p' in result.output)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("True")

@@ -76,7 +76,11 @@ def _ready(name: str, request, workdir: Path):
     if name == "model":
         return request.getfixturevalue("docs_model")
     if name == "causal_lm":
-        return request.getfixturevalue("docs_model").causal_lm
+        # Examples compile the model they are given (causal_lm.compile(sampler=...)): each
+        # gets a task of its own around the shared backbone (the same weights, not a copy),
+        # so no example leaves a compiled sampler behind for the next one.
+        lm = request.getfixturevalue("docs_model").causal_lm
+        return type(lm)(backbone=lm.backbone, preprocessor=lm.preprocessor)
     return Path(shutil.copytree(request.getfixturevalue("docs_run"),
                                 workdir / "results" / "docs" / "r1"))
 

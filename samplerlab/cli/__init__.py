@@ -85,8 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-#: The app as the installed plugins define it at import time (``CliRunner().invoke(app)``).
-app = build_app()
+def __getattr__(name: str) -> typer.Typer:
+    """``samplerlab.cli.app``: the app as the loaded plugins define it when it is asked for
+    (``CliRunner().invoke(app)``).
+
+    Built on access, not at import: importing a command module imports this package, and
+    a module-level app built while the plugin manager is still importing the built-in
+    commands (a registry first asked for outside the CLI) would have none of them.
+    """
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 if __name__ == "__main__":
     sys.exit(main())

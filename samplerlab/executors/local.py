@@ -14,7 +14,7 @@ class LocalExecutor:
     fine-tuned).
 
     One :class:`~samplerlab.engine.CellEngine` per generation setting serves every cell,
-    so cells whose samplers share a structure (a sweep over traced values) share one
+    so cells whose samplers share a structure (a sweep over program parameters) share one
     compiled program.
 
     Example:
