@@ -26,6 +26,21 @@ from samplerlab.results.files import atomic_write, json_line, json_lines, now, r
 RUN_DIR_HINT = "give a results/<name>/<run-id> directory written by samplerlab run"
 
 
+class RunFile:
+    """A file or folder of a run directory, as a read-only attribute of :class:`RunDir`:
+    ``RunFile("report.md")`` on a run is ``run.path / "report.md"`` (``under``: the name of
+    another attribute of the run to join it to, e.g. a file inside ``plots/``)."""
+
+    def __init__(self, name: str, under: str = "path") -> None:
+        self.name = name
+        self.under = under
+
+    def __get__(self, run: RunDir | None, owner: type) -> Any:
+        if run is None:
+            return self
+        return Path(getattr(run, self.under)) / self.name
+
+
 class RunDir:
     """One run's directory: the name of each of its files, its manifest, records and samples.
 
@@ -71,21 +86,23 @@ class RunDir:
         self.problem = problem
 
     # -- the names of the files ------------------------------------------------------
-    @property
-    def spec_path(self) -> Path:
-        return self.path / self.SPEC
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / self.MANIFEST
-
-    @property
-    def samples_path(self) -> Path:
-        return self.path / self.SAMPLES
-
-    @property
-    def cells_dir(self) -> Path:
-        return self.path / self.CELLS
+    spec_path = RunFile(SPEC)
+    manifest_path = RunFile(MANIFEST)
+    samples_path = RunFile(SAMPLES)
+    cells_dir = RunFile(CELLS)
+    metrics_path = RunFile(METRICS)
+    metrics_parquet_path = RunFile(METRICS_PARQUET)
+    latency_path = RunFile(LATENCY)
+    human_record_path = RunFile(HUMAN_RECORD)
+    human_samples_path = RunFile(HUMAN_SAMPLES)
+    traces_path = RunFile(TRACES)
+    ratings_path = RunFile(RATINGS)
+    report_path = RunFile(REPORT)
+    plots_dir = RunFile(PLOTS)
+    trace_plots_dir = RunFile(TRACE_PLOTS, under="plots_dir")
+    finetune_loss_path = RunFile(FINETUNE_LOSS)
+    finetune_loss_plot_path = RunFile(FINETUNE_LOSS_PLOT, under="plots_dir")
+    finetune_summary_path = RunFile(FINETUNE_SUMMARY)
 
     def cell_record_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}{self.CELL_RECORD}"
@@ -95,58 +112,6 @@ class RunDir:
 
     def cell_traces_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}{self.CELL_TRACES}"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def metrics_parquet_path(self) -> Path:
-        return self.path / self.METRICS_PARQUET
-
-    @property
-    def latency_path(self) -> Path:
-        return self.path / self.LATENCY
-
-    @property
-    def human_record_path(self) -> Path:
-        return self.path / self.HUMAN_RECORD
-
-    @property
-    def human_samples_path(self) -> Path:
-        return self.path / self.HUMAN_SAMPLES
-
-    @property
-    def traces_path(self) -> Path:
-        return self.path / self.TRACES
-
-    @property
-    def ratings_path(self) -> Path:
-        return self.path / self.RATINGS
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / self.REPORT
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.path / self.PLOTS
-
-    @property
-    def trace_plots_dir(self) -> Path:
-        return self.plots_dir / self.TRACE_PLOTS
-
-    @property
-    def finetune_loss_path(self) -> Path:
-        return self.path / self.FINETUNE_LOSS
-
-    @property
-    def finetune_loss_plot_path(self) -> Path:
-        return self.plots_dir / self.FINETUNE_LOSS_PLOT
-
-    @property
-    def finetune_summary_path(self) -> Path:
-        return self.path / self.FINETUNE_SUMMARY
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the run directory, with ``/`` (links in ``report.md``)."""
