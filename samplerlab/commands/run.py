@@ -51,10 +51,10 @@ def run(
     )
 
     load_plugins(plugin)  # an executor may come from a --plugin
-    cell_executor = make_executor(executor, executor_options)
     if resume is not None:
         if spec is not None:
             raise UserInputError("give either SPEC or --resume RUN_DIR, not both")
+        cell_executor = make_executor(executor, executor_options)
         result = _interruptible(lambda: resume_run(resume, progress=not quiet, plugins=plugin,
                                                    executor=cell_executor), resume)
     else:
@@ -74,6 +74,8 @@ def run(
                                      field="samplers")
             if not typer.confirm(f"{message}. Run it?"):
                 raise typer.Exit(1)
+        # After the spec is valid: an executor may connect somewhere (Ray) when made.
+        cell_executor = make_executor(executor, executor_options)
         holder: dict = {}
         result = _interruptible(lambda: run_spec(loaded, results_root=results_root,
                                                  run_id=run_id, progress=not quiet,
