@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from samplerlab.errors import UserInputError
+from samplerlab.metrics.base import as_number
 from samplerlab.results import RunDir
 
 
@@ -96,17 +97,10 @@ def compare_runs(run_a: Path, run_b: Path, columns: list[str] | None = None,
             diffs.update(paired_difference(samples_b.get(cell_b, []), samples_a.get(cell_a, []),
                                            metric, ctx_b, context_b=ctx_a))
         for col in columns:
-            va, vb = _num(a.get(col)), _num(b.get(col))
+            va, vb = as_number(a.get(col)), as_number(b.get(col))
             d = diffs.get(col, {})
             rows.append({"label": a.get("label"), "cell_id": cell_a, "metric": col, "a": va,
                          "b": vb, "difference": vb - va,
                          "ci_low": d.get("ci_low", math.nan), "ci_high": d.get("ci_high", math.nan),
                          "pairs": d.get("n")})
     return rows
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

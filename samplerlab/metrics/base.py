@@ -156,6 +156,14 @@ class SumPooledMetric(Metric):
         return self.from_sums(weights @ stats)
 
 
+def as_number(value: Any) -> float:
+    """``value`` as a float (a metric read back from CSV or JSON), NaN when it is none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator`` with NaN where the denominator is zero."""
     numerator = np.asarray(numerator, dtype=float)

@@ -22,6 +22,7 @@ import statistics
 from typing import Any
 
 from samplerlab.errors import DatasetError, UserInputError
+from samplerlab.metrics.base import as_number
 from samplerlab.metrics.text import HAS_CJK
 
 HUMAN_ID = "human"
@@ -129,16 +130,9 @@ def gap_columns(values: dict[str, Any], human: dict[str, Any]) -> dict[str, floa
     out = {}
     for col in GAP_COLUMNS:
         if col in values and col in human:
-            a, b = _number(values[col]), _number(human[col])
+            a, b = as_number(values[col]), as_number(human[col])
             out[f"gap_{col}"] = abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.nan
     return out
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def human_table_row(record: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from samplerlab.errors import UserInputError
-from samplerlab.metrics.base import Metric, MetricContext, Samples
+from samplerlab.metrics.base import Metric, MetricContext, Samples, as_number
 
 TEXT_METRICS = ["rep_n", "diversity", "distinct_n", "self_bleu", "zipf", "length"]
 SUMMARY_COLUMNS = ["rep_4", "diversity", "self_bleu", "perplexity", "mauve", "mean_tokens",
@@ -452,7 +452,4 @@ def summary_table(rows: list[dict[str, Any]], columns: list[str] | None = None,
 
 
 def _is_number(value: Any) -> bool:
-    try:
-        return not math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
+    return not math.isnan(as_number(value))
